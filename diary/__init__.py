@@ -1,0 +1,88 @@
+"""diary: a private diary service with text and photos."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config as settings
+from .config import ConfigError
+
+__all__ = ["ConfigError", "create_app"]
+
+log = logging.getLogger("diary")
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then the environment, then `test_config`."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    app.config.from_mapping(settings.defaults(app.instance_path))
+    app.config.from_mapping(settings.from_env(os.environ))
+    if test_config:
+        app.config.from_mapping(test_config)
+    settings.finalise(app.config, debug=app.debug)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    # App Runner and the ECS load balancer terminate TLS one hop in front of us.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+
+    configure_logging()
+    register_extensions(app)
+    register_blueprints(app)
+
+    from . import cli, errors
+
+    errors.init_app(app)
+    cli.init_app(app)
+
+    log.info(
+        "diary starting: database %s; storage %s",
+        settings.describe_database(app.config["SQLALCHEMY_DATABASE_URI"]),
+        app.extensions["diary.storage"].describe(),
+    )
+    return app
+
+
+def configure_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def register_extensions(app: Flask) -> None:
+    from . import auth, storage
+    from .extensions import csrf, db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, render_as_batch=True, compare_type=True)
+    auth.init_app(app)
+    storage.init_app(app)
+    csrf.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import api, legacy, media, pages
+    from .extensions import csrf
+
+    # Bearer-token routes cannot be forged cross-site; only cookie routes need CSRF.
+    csrf.exempt(api.bp)
+    csrf.exempt(legacy.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(legacy.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(media.bp)
+    app.after_request(pages.no_store)
+    app.add_template_global(pages.photo_url)

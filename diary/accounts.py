@@ -1,0 +1,108 @@
+"""Users and their API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+import sqlalchemy as sa
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .errors import InvalidInput
+from .extensions import db
+from .models import ApiToken, User, utcnow
+
+TOKEN_PREFIX = "diary_"
+MIN_PASSWORD_LENGTH = 8
+# Recording every use would turn each read into a write; once a minute is enough
+# for "last used" to be useful.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def create_user(email: str, password: str, display_name: str = "") -> User:
+    email = normalise_email(email)
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or len(email) > 254:
+        raise InvalidInput("email", "Enter a valid email address.")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            "password", f"The password needs at least {MIN_PASSWORD_LENGTH} characters."
+        )
+    if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
+        raise InvalidInput("email", "An account with this email already exists.")
+    user = User(
+        email=email,
+        password_hash=generate_password_hash(password),
+        display_name=display_name.strip()[:100],
+    )
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def find_user(email: str) -> User | None:
+    return db.session.scalar(sa.select(User).where(User.email == normalise_email(email)))
+
+
+def authenticate(email: str, password: str) -> User | None:
+    user = find_user(email)
+    if user is None:
+        # Spend the same time as a real check so timing does not reveal accounts.
+        check_password_hash(generate_password_hash("x"), password)
+        return None
+    return user if check_password_hash(user.password_hash, password) else None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(user: User, name: str) -> tuple[ApiToken, str]:
+    """Create a token; the plain text is returned once and never stored."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("name", "Give the token a name of 1 to 100 characters.")
+    plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, name=name, token_hash=hash_token(plain))
+    db.session.add(token)
+    db.session.commit()
+    return token, plain
+
+
+def user_for_token(plain: str) -> User | None:
+    """The owner of a live token, or None for an unknown or revoked one."""
+    token = db.session.scalar(
+        sa.select(ApiToken).where(
+            ApiToken.token_hash == hash_token(plain), ApiToken.revoked_at.is_(None)
+        )
+    )
+    if token is None:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+        db.session.commit()
+    return db.session.get(User, token.user_id)
+
+
+def list_tokens(user: User) -> list[ApiToken]:
+    return list(
+        db.session.scalars(
+            sa.select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)
+        )
+    )
+
+
+def revoke_token(user: User, token_id: int) -> bool:
+    token = db.session.get(ApiToken, token_id)
+    if token is None or token.user_id != user.id:
+        return False
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        db.session.commit()
+    return True

@@ -1,0 +1,177 @@
+"""Configuration from the environment, validated once at start-up.
+
+Layers, later wins: built-in defaults, the environment, then the test config.
+Anything malformed stops the app with a ConfigError naming the variable, so a
+bad deployment fails at boot instead of on the first request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy.engine import make_url
+
+DEFAULT_REGION = "ap-northeast-1"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def defaults(instance_path: str) -> dict[str, Any]:
+    instance = Path(instance_path)
+    return {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance / 'diary.sqlite3'}",
+        "SQLALCHEMY_ENGINE_OPTIONS": {},
+        "BUCKET": None,
+        "AWS_REGION": DEFAULT_REGION,
+        "S3_ENDPOINT_URL": None,
+        "S3_CONNECT_TIMEOUT": 3.0,
+        "S3_READ_TIMEOUT": 10.0,
+        "S3_MAX_ATTEMPTS": 2,
+        "LOCAL_STORAGE_DIR": str(instance / "photos"),
+        "IMAGE_URL_EXPIRES": 15 * 60,
+        "MAX_UPLOAD_MB": 20,
+        "MAX_ENTRY_CHARS": 20_000,
+        "SECRET_KEY": None,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+    }
+
+
+def _integer(env: Mapping[str, str], name: str, *, minimum: int = 1) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw}")
+    return value
+
+
+def database_url_from_env(env: Mapping[str, str]) -> str | None:
+    """Build the SQLAlchemy URL from DATABASE_URL, DB_* or DB_SECRET.
+
+    DB_SECRET is the JSON of an RDS-managed Secrets Manager secret as App Runner
+    and ECS inject it; it fills in whatever the DB_* variables leave out.
+    """
+    if url := env.get("DATABASE_URL"):
+        return normalise_database_url(url)
+
+    secret: dict[str, Any] = {}
+    if raw_secret := env.get("DB_SECRET"):
+        try:
+            secret = json.loads(raw_secret)
+        except json.JSONDecodeError:
+            # Never echo the value: it holds the password.
+            raise ConfigError("DB_SECRET is not valid JSON") from None
+        if not isinstance(secret, dict):
+            raise ConfigError("DB_SECRET must be a JSON object")
+
+    host = env.get("DB_ENDPOINT") or secret.get("host")
+    user = env.get("DB_USER") or secret.get("username")
+    password = env.get("DB_PASSWORD") or secret.get("password")
+    name = env.get("DB_NAME") or secret.get("dbname") or "postgres"
+    port = env.get("DB_PORT") or secret.get("port") or 5432
+    if not (host or user or password or secret):
+        return None
+    missing = [
+        var
+        for var, value in (("DB_ENDPOINT", host), ("DB_USER", user), ("DB_PASSWORD", password))
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"database settings incomplete: set {', '.join(missing)} (or provide them in DB_SECRET)"
+        )
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise ConfigError(f"DB_PORT must be a whole number, got {port!r}") from None
+    # Secrets Manager passwords routinely contain @ : / % which would break the URL.
+    return (
+        f"postgresql+psycopg://{quote(str(user), safe='')}:{quote(str(password), safe='')}"
+        f"@{host}:{port}/{quote(str(name), safe='')}"
+    )
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the usual spellings (postgres://, postgresql://) and pick psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError("DATABASE_URL is not a valid database URL") from None
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise ConfigError(
+            f"DATABASE_URL must be PostgreSQL or SQLite, got {parsed.get_backend_name()!r}"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The settings the environment provides; absent variables are left out."""
+    config: dict[str, Any] = {}
+    if url := database_url_from_env(env):
+        config["SQLALCHEMY_DATABASE_URI"] = url
+    for name in ("BUCKET", "S3_ENDPOINT_URL", "SECRET_KEY", "AWS_REGION", "LOCAL_STORAGE_DIR"):
+        if env.get(name):
+            config[name] = env[name]
+    for name in ("MAX_UPLOAD_MB", "MAX_ENTRY_CHARS", "IMAGE_URL_EXPIRES", "S3_MAX_ATTEMPTS"):
+        if (value := _integer(env, name)) is not None:
+            config[name] = value
+    for name in ("S3_CONNECT_TIMEOUT", "S3_READ_TIMEOUT"):
+        if (value := _number(env, name)) is not None:
+            config[name] = value
+    return config
+
+
+def finalise(config: dict[str, Any], *, debug: bool) -> None:
+    """Derive dependent settings and refuse to start on what cannot work."""
+    if not config.get("SECRET_KEY"):
+        if debug or config.get("TESTING"):
+            config["SECRET_KEY"] = "dev-only-not-secret"
+        else:
+            raise ConfigError(
+                "SECRET_KEY is not set: set it to a long random string "
+                "(python -c 'import secrets; print(secrets.token_hex(32))')"
+            )
+    config["MAX_CONTENT_LENGTH"] = int(config["MAX_UPLOAD_MB"]) * 1024 * 1024
+    config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(config["SQLALCHEMY_DATABASE_URI"])
+    url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "postgresql":
+        options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+        # A dead or unreachable database must fail a request quickly, not hang it.
+        options.setdefault("pool_pre_ping", True)
+        options.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
+    config.setdefault("SESSION_COOKIE_SECURE", not (debug or config.get("TESTING")))
+
+
+def describe_database(uri: str) -> str:
+    """Driver, host and database name for the start-up log; never the password."""
+    url = make_url(uri)
+    if url.get_backend_name() == "sqlite":
+        return f"{url.drivername} file={url.database}"
+    return f"{url.drivername} host={url.host}:{url.port or 5432} name={url.database}"

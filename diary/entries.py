@@ -1,0 +1,219 @@
+"""Diary entries: the rules shared by the JSON API, the pages and the original contract."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import selectinload
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import NotFound
+
+from .errors import InvalidInput
+from .extensions import db
+from .images import IncomingImage, inspect_upload, new_storage_key
+from .models import Entry, Image, User, utcnow
+from .storage import StorageUnavailable, current_storage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_IMAGES_PER_ENTRY = 20
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the (created_at, id) of its last entry, opaque to clients."""
+
+    created_at: datetime
+    id: int
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at.isoformat(), self.id]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            created_at, entry_id = json.loads(raw)
+            parsed = cls(datetime.fromisoformat(created_at), int(entry_id))
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+            raise InvalidInput("cursor", "The cursor is not valid; use next_cursor as given.") from None
+        if parsed.created_at.tzinfo is None:
+            raise InvalidInput("cursor", "The cursor is not valid; use next_cursor as given.")
+        return parsed
+
+
+@dataclass
+class EntryPage:
+    items: list[Entry]
+    next_cursor: str | None
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise InvalidInput("limit", f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.")
+    return int(raw)
+
+
+def clean_text(text: str | None, *, has_images: bool) -> str:
+    text = (text or "").strip()
+    # Werkzeug replaces undecodable bytes in form fields with U+FFFD.
+    if "\ufffd" in text:
+        raise InvalidInput("text", "The text is not valid UTF-8.")
+    if "\x00" in text:
+        raise InvalidInput("text", "The text contains a NUL character.")
+    limit = current_app.config["MAX_ENTRY_CHARS"]
+    if len(text) > limit:
+        raise InvalidInput("text", f"The text is longer than {limit} characters.")
+    if not text and not has_images:
+        raise InvalidInput("text", "Write something or add a photo.")
+    return text
+
+
+def _live_entries(user: User) -> sa.Select[tuple[Entry]]:
+    return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+
+
+def list_entries(user: User, *, limit: int, cursor: Cursor | None = None) -> EntryPage:
+    """One page, newest first. Keyset paging: the cost does not grow with the page number."""
+    query = (
+        _live_entries(user)
+        .options(selectinload(Entry.images))
+        .order_by(Entry.created_at.desc(), Entry.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        query = query.where(
+            sa.tuple_(Entry.created_at, Entry.id) < sa.tuple_(cursor.created_at, cursor.id)
+        )
+    items = list(db.session.scalars(query))
+    next_cursor = None
+    if len(items) > limit:
+        items = items[:limit]
+        last = items[-1]
+        next_cursor = Cursor(last.created_at, last.id).encode()
+    return EntryPage(items, next_cursor)
+
+
+def get_entry(user: User, entry_id: int) -> Entry:
+    """The user's live entry; anything else (another user's, trashed, absent) is a 404."""
+    entry = db.session.scalar(
+        _live_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
+    )
+    if entry is None:
+        raise NotFound("No such entry.")
+    return entry
+
+
+def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = ()) -> Entry:
+    """Store the photos, then the row; if anything fails, nothing is left behind."""
+    uploads = [upload for upload in uploads if upload.filename or upload.content_length]
+    if len(uploads) > MAX_IMAGES_PER_ENTRY:
+        raise InvalidInput("file", f"At most {MAX_IMAGES_PER_ENTRY} photos per entry.")
+    text = clean_text(text, has_images=bool(uploads))
+    # Check every photo before storing any, so a bad third photo stores nothing.
+    incoming = [inspect_upload(upload) for upload in uploads]
+
+    entry = Entry(user_id=user.id, text=text)
+    stored: list[str] = []
+    try:
+        for position, image in enumerate(incoming):
+            key = _store(user, image)
+            stored.append(key)
+            entry.images.append(_image_row(image, key, position))
+        db.session.add(entry)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        discard_objects(stored)
+        raise
+    return get_entry(user, entry.id)
+
+
+def _store(user: User, image: IncomingImage) -> str:
+    key = new_storage_key(user.id, image.extension)
+    current_storage().put(key, image.stream, content_type=image.content_type)
+    return key
+
+
+def _image_row(image: IncomingImage, key: str, position: int) -> Image:
+    return Image(
+        storage_key=key,
+        content_type=image.content_type,
+        byte_size=image.byte_size,
+        width=image.width,
+        height=image.height,
+        original_filename=image.original_filename,
+        position=position,
+    )
+
+
+def discard_objects(keys: Sequence[str]) -> None:
+    """Best-effort removal of objects whose row was never written."""
+    if not keys:
+        return
+    try:
+        current_storage().delete(keys)
+    except StorageUnavailable:
+        # `flask storage gc` finds objects without a row and removes them later.
+        log.error("could not remove %d orphaned object(s): %s", len(keys), ", ".join(keys))
+
+
+def update_entry_text(user: User, entry_id: int, text: str | None) -> Entry:
+    entry = get_entry(user, entry_id)
+    if text is None:
+        raise InvalidInput("text", "Send the new text.")
+    entry.text = clean_text(text, has_images=bool(entry.images))
+    db.session.commit()
+    return get_entry(user, entry_id)
+
+
+def trash_entry(user: User, entry_id: int) -> None:
+    """Soft delete: the entry leaves the timeline but can be restored."""
+    entry = get_entry(user, entry_id)
+    entry.deleted_at = utcnow()
+    db.session.commit()
+
+
+@dataclass(frozen=True)
+class LegacyRow:
+    id: int
+    created_at: datetime
+    updated_at: datetime
+    text: str
+    image_key: str | None
+
+
+def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
+    """All live entries oldest first, as plain rows fetched in batches.
+
+    Used to stream the original `GET /`: memory stays flat however long the
+    diary is, because neither the rows nor ORM objects are held.
+    """
+    first_image = (
+        sa.select(Image.storage_key)
+        .where(Image.entry_id == Entry.id)
+        .order_by(Image.position)
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(Entry.id, Entry.created_at, Entry.updated_at, Entry.text, first_image)
+        .where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+        .order_by(Entry.created_at, Entry.id)
+        .execution_options(yield_per=batch_size)
+    )
+    for row in db.session.execute(query):
+        yield LegacyRow(*row)

@@ -1,0 +1,125 @@
+"""One place for failures: domain errors, problem+json for clients, HTML for browsers.
+
+API clients (everything under /api/, and any request that does not prefer
+HTML) get RFC 9457 problem details; browsers get an error page in the layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, json, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .extensions import db
+from .storage import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+class InvalidInput(Exception):
+    """Input the client must correct; `field` names the form field or JSON member."""
+
+    status = 400
+    title = "Invalid input"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+class UnsupportedMedia(InvalidInput):
+    status = 415
+    title = "Unsupported media type"
+
+class ContentTooLarge(InvalidInput):
+    status = 413
+    title = "Content too large"
+
+def prefers_html() -> bool:
+    """True for browsers; curl's */* and JSON clients get JSON."""
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+def wants_problem_json() -> bool:
+    return request.path.startswith("/api/") or not prefers_html()
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> Response:
+    """An RFC 9457 problem details response."""
+
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extensions)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    response.headers.update(headers or {})
+    return response
+
+def _error_page(status: int, title: str, detail: str | None) -> Response:
+    html = render_template("errors/error.html", status=status, title=title, detail=detail)
+    return Response(html, status=status, mimetype="text/html")
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    title = error.name
+    detail = error.description
+    if status == 413:
+        limit = request.max_content_length or 0
+        detail = f"The upload is larger than the limit of {limit // (1024 * 1024)} MB."
+    if wants_problem_json():
+        response = problem(status, detail, title=title)
+    else:
+        response = _error_page(status, title, detail)
+    # Keep headers such as Allow (405) and WWW-Authenticate (401).
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+def handle_invalid_input(error: InvalidInput) -> Response:
+    if wants_problem_json():
+        return problem(
+            error.status,
+            error.message,
+            title=error.title,
+            errors=[{"field": error.field, "message": error.message}],
+        )
+    return _error_page(error.status, error.title, error.message)
+
+def handle_storage_unavailable(error: StorageUnavailable) -> Response:
+    db.session.rollback()
+    detail = f"{error}. Try again shortly; entries without photos still work."
+    if wants_problem_json():
+        return problem(503, detail, headers={"Retry-After": "30"})
+    return _error_page(503, "Service Unavailable", detail)
+
+def handle_unexpected(error: Exception) -> Response:
+    # Whatever failed, the session must not carry a broken transaction into the next request.
+    db.session.rollback()
+    original = getattr(error, "original_exception", None) or error
+    if not isinstance(original, HTTPException):
+        log.exception("unhandled error on %s %s", request.method, request.path, exc_info=original)
+    server_error = InternalServerError()
+    if wants_problem_json():
+        return problem(500, "Something went wrong on our side; it has been logged.")
+    return _error_page(500, server_error.name, "Something went wrong on our side.")
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(InvalidInput, handle_invalid_input)
+    app.register_error_handler(StorageUnavailable, handle_storage_unavailable)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(InternalServerError, handle_unexpected)

@@ -1,0 +1,79 @@
+"""The original Go service's contract at `/`, kept so its clients keep working.
+
+`POST /` takes multipart `text` and an optional `file`; `GET /` returns every
+entry of the caller as a JSON array with the original key names. A browser
+asking for `/` gets the HTML timeline instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, g, json, request, stream_with_context
+
+from . import entries, pages
+from .auth import token_required
+from .errors import InvalidInput, prefers_html
+from .models import Entry
+
+bp = Blueprint("legacy", __name__)
+
+
+def _timestamp(value: Any) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def legacy_json(
+    entry_id: int, created_at: Any, updated_at: Any, text: str, image_key: str | None
+) -> dict[str, Any]:
+    # Exactly the keys gorm's Model gave the original; DeletedAt is always null
+    # because trashed entries are not listed.
+    return {
+        "ID": entry_id,
+        "CreatedAt": _timestamp(created_at),
+        "UpdatedAt": _timestamp(updated_at),
+        "DeletedAt": None,
+        "Text": text,
+        "Img": image_key or "",
+    }
+
+
+@bp.get("/")
+def index() -> Response | str:
+    if prefers_html():
+        return pages.timeline()
+    return list_all()
+
+
+@token_required
+def list_all() -> Response:
+    user = g.user
+
+    def generate() -> Iterator[str]:
+        yield "["
+        for number, row in enumerate(entries.iter_legacy_rows(user)):
+            item = legacy_json(row.id, row.created_at, row.updated_at, row.text, row.image_key)
+            yield ("," if number else "") + json.dumps(item, ensure_ascii=False)
+        yield "]"
+
+    return Response(stream_with_context(generate()), mimetype="application/json")
+
+
+@bp.post("/")
+@token_required
+def create() -> Response:
+    if request.mimetype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise InvalidInput("Content-Type", "Send multipart/form-data with text and file.")
+    uploads = request.files.getlist("file")
+    if len(uploads) > 1:
+        raise InvalidInput("file", "The original API takes one file; use /api/v1/entries for more.")
+    entry: Entry = entries.create_entry(g.user, request.form.get("text"), uploads)
+    first_key = entry.images[0].storage_key if entry.images else None
+    return Response(
+        json.dumps(
+            legacy_json(entry.id, entry.created_at, entry.updated_at, entry.text, first_key),
+            ensure_ascii=False,
+        ),
+        mimetype="application/json",
+    )

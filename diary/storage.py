@@ -1,0 +1,193 @@
+"""Where photo bytes live: Amazon S3 (or any S3-compatible server) or a local folder.
+
+Both backends share one small interface so the domain code never knows which
+is in use. Keys are always made by the server (see images.new_storage_key).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from flask import Flask, current_app, url_for
+
+log = logging.getLogger(__name__)
+
+# Keys never change once written, so clients may cache objects for a year.
+IMMUTABLE_CACHE_CONTROL = "private, max-age=31536000, immutable"
+
+VPC_HINT = (
+    "if the service runs with VPC egress (App Runner VPC connector, tasks in private "
+    "subnets), all traffic goes through the VPC: S3 needs a gateway VPC endpoint on the "
+    "subnets' route table, or a NAT gateway"
+)
+
+
+class StorageUnavailable(RuntimeError):
+    """The photo store could not be reached or refused the request."""
+
+
+class Storage(Protocol):
+    def put(self, key: str, data: IO[bytes], *, content_type: str) -> None: ...
+
+    def delete(self, keys: Iterable[str]) -> None: ...
+
+    def url(self, key: str) -> str: ...
+
+    def describe(self) -> str: ...
+
+
+class S3Storage:
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        region: str,
+        endpoint_url: str | None,
+        connect_timeout: float,
+        read_timeout: float,
+        max_attempts: int,
+        url_expires: int,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.url_expires = url_expires
+        # Explicit, short bounds: the original service hung until the proxy cut the
+        # request when S3 was unreachable from inside the VPC.
+        config = Config(
+            region_name=region,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if endpoint_url else "auto"},
+        )
+        self.client = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url, config=config
+        )
+
+    def _unavailable(self, action: str, error: Exception) -> StorageUnavailable:
+        where = self.endpoint_url or f"s3 bucket {self.bucket}"
+        log.error(
+            "storage %s failed at %s: %s: %s; %s",
+            action,
+            where,
+            type(error).__name__,
+            error,
+            VPC_HINT,
+        )
+        return StorageUnavailable(f"photo storage is unavailable ({action} failed)")
+
+    def put(self, key: str, data: IO[bytes], *, content_type: str) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                CacheControl=IMMUTABLE_CACHE_CONTROL,
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise self._unavailable("upload", error) from error
+
+    def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):  # S3's batch limit
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            try:
+                response = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            except (BotoCoreError, ClientError) as error:
+                raise self._unavailable("delete", error) from error
+            if errors := response.get("Errors"):
+                raise self._unavailable("delete", RuntimeError(f"{len(errors)} objects not deleted"))
+
+    def url(self, key: str) -> str:
+        # Signing is local: no round trip to S3 per image.
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=self.url_expires,
+        )
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except (BotoCoreError, ClientError) as error:
+            raise self._unavailable("download", error) from error
+
+    def describe(self) -> str:
+        endpoint = f" endpoint={self.endpoint_url}" if self.endpoint_url else ""
+        return f"s3 bucket={self.bucket} region={self.client.meta.region_name}{endpoint}"
+
+
+class LocalStorage:
+    """Photos in a folder, served by the app itself after an ownership check."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError("storage key escapes the storage folder")
+        return path
+
+    def put(self, key: str, data: IO[bytes], *, content_type: str) -> None:
+        target = self.path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Write beside the target and rename, so a reader never sees half a file.
+            with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
+                shutil.copyfileobj(data, out)
+            os.replace(out.name, target)
+        except OSError as error:
+            log.error("local storage write failed for %s: %s", key, error)
+            raise StorageUnavailable("photo storage is unavailable (upload failed)") from error
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                self.path(key).unlink(missing_ok=True)
+            except OSError as error:
+                raise StorageUnavailable("photo storage is unavailable (delete failed)") from error
+
+    def url(self, key: str) -> str:
+        return url_for("media.photo", key=key)
+
+    def get(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def describe(self) -> str:
+        return f"local folder={self.root}"
+
+
+def init_app(app: Flask) -> None:
+    config = app.config
+    storage: S3Storage | LocalStorage
+    if config["BUCKET"]:
+        storage = S3Storage(
+            bucket=config["BUCKET"],
+            region=config["AWS_REGION"],
+            endpoint_url=config["S3_ENDPOINT_URL"],
+            connect_timeout=config["S3_CONNECT_TIMEOUT"],
+            read_timeout=config["S3_READ_TIMEOUT"],
+            max_attempts=config["S3_MAX_ATTEMPTS"],
+            url_expires=config["IMAGE_URL_EXPIRES"],
+        )
+    else:
+        storage = LocalStorage(config["LOCAL_STORAGE_DIR"])
+    app.extensions["diary.storage"] = storage
+
+
+def current_storage() -> S3Storage | LocalStorage:
+    return current_app.extensions["diary.storage"]

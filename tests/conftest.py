@@ -1,0 +1,202 @@
+"""Fixtures: an app on each backend pair, clients, and factories for data."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from flask_migrate import upgrade
+from PIL import Image as PILImage
+
+from diary import create_app
+from diary.accounts import create_user, issue_token
+from diary.extensions import db
+from diary.models import User
+from diary.storage import LocalStorage, S3Storage, current_storage
+
+from .servers import moto_s3_server, postgres_database
+
+# boto3 must never find real credentials or config on a developer's machine.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_CONFIG_FILE="/dev/null",
+    AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+)
+for _name in ("DATABASE_URL", "DB_SECRET", "DB_ENDPOINT", "BUCKET", "S3_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
+
+TABLES = ("images", "api_tokens", "entries", "users")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_database() as url:
+        app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
+        with app.app_context():
+            upgrade()
+            db.engine.dispose()
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with moto_s3_server() as endpoint:
+        yield endpoint
+
+
+def new_bucket(endpoint: str, name: str) -> str:
+    boto3.client("s3", endpoint_url=endpoint, region_name="ap-northeast-1").create_bucket(
+        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-1"}
+    )
+    return name
+
+
+def _sqlite_config(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'diary.sqlite3'}",
+        "LOCAL_STORAGE_DIR": str(tmp_path / "photos"),
+    }
+
+
+@pytest.fixture(params=["sqlite+local", "postgresql+s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Each test runs on the embedded default and on the production pair."""
+    if request.param == "sqlite+local":
+        return {**_sqlite_config(tmp_path), "_migrate": True}
+    postgres = request.getfixturevalue("postgres_url")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = new_bucket(endpoint, f"diary-{os.urandom(6).hex()}")
+    return {
+        "SQLALCHEMY_DATABASE_URI": postgres,
+        "BUCKET": bucket,
+        "S3_ENDPOINT_URL": endpoint,
+        "_truncate": True,
+    }
+
+
+def make_app(config: dict[str, Any]) -> Flask:
+    options = {key: value for key, value in config.items() if not key.startswith("_")}
+    app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False, **options})
+    with app.app_context():
+        if config.get("_migrate"):
+            upgrade()
+        if config.get("_truncate"):
+            with db.engine.begin() as connection:
+                connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    return app
+
+
+@pytest.fixture
+def app(backend: dict[str, Any]) -> Iterator[Flask]:
+    app = make_app(backend)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+# --- factories -------------------------------------------------------------
+
+
+@pytest.fixture
+def make_user(app: Flask) -> Callable[..., User]:
+    def make(email: str | None = None, password: str = "correct horse battery") -> User:
+        with app.app_context():
+            user = create_user(email or f"user-{os.urandom(4).hex()}@example.com", password)
+            db.session.refresh(user)
+            db.session.expunge(user)
+            return user
+
+    return make
+
+
+@pytest.fixture
+def make_token(app: Flask) -> Callable[[User], str]:
+    def make(user: User) -> str:
+        with app.app_context():
+            return issue_token(db.session.get(User, user.id), "tests")[1]
+
+    return make
+
+
+@pytest.fixture
+def user(make_user: Callable[..., User]) -> User:
+    return make_user("writer@example.com")
+
+
+@pytest.fixture
+def auth(user: User, make_token: Callable[[User], str]) -> dict[str, str]:
+    """Headers of an API client signed in as `user`."""
+    return {"Authorization": f"Bearer {make_token(user)}"}
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color: str = "teal") -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", size, color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def jpeg() -> bytes:
+    return image_bytes()
+
+
+# --- observing what was stored ---------------------------------------------
+
+
+def stored_keys(app: Flask) -> set[str]:
+    with app.app_context():
+        storage = current_storage()
+        if isinstance(storage, S3Storage):
+            pages = storage.client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket)
+            return {item["Key"] for page in pages for item in page.get("Contents", [])}
+        assert isinstance(storage, LocalStorage)
+        if not storage.root.exists():
+            return set()
+        return {
+            str(path.relative_to(storage.root)) for path in storage.root.rglob("*") if path.is_file()
+        }
+
+
+def row_counts(app: Flask) -> dict[str, int]:
+    with app.app_context():
+        return {
+            table: db.session.scalar(sa.text(f"SELECT count(*) FROM {table}")) for table in TABLES
+        }
+
+
+@contextmanager
+def count_statements(app: Flask) -> Iterator[list[str]]:
+    """Collect the SQL statements the app runs inside the block."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
