@@ -31,6 +31,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     settings.finalise(app.config, debug=app.debug)
+    # Keep members in the order written (the original contract's clients see
+    # ID, CreatedAt, ... as Go emitted them) and Japanese text readable.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     os.makedirs(app.instance_path, exist_ok=True)
 
     # App Runner and the ECS load balancer terminate TLS one hop in front of us.

@@ -54,7 +54,7 @@ def list_all() -> Response:
         yield "["
         for number, row in enumerate(entries.iter_legacy_rows(user)):
             item = legacy_json(row.id, row.created_at, row.updated_at, row.text, row.image_key)
-            yield ("," if number else "") + json.dumps(item, ensure_ascii=False)
+            yield ("," if number else "") + json.dumps(item)
         yield "]"
 
     return Response(stream_with_context(generate()), mimetype="application/json")
@@ -72,8 +72,7 @@ def create() -> Response:
     first_key = entry.images[0].storage_key if entry.images else None
     return Response(
         json.dumps(
-            legacy_json(entry.id, entry.created_at, entry.updated_at, entry.text, first_key),
-            ensure_ascii=False,
+            legacy_json(entry.id, entry.created_at, entry.updated_at, entry.text, first_key)
         ),
         mimetype="application/json",
     )

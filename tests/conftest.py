@@ -97,12 +97,24 @@ def make_app(config: dict[str, Any]) -> Flask:
 
 
 @pytest.fixture
-def app(backend: dict[str, Any]) -> Iterator[Flask]:
-    app = make_app(backend)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+def app_with(backend: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
+    """Build the app on this test's backend with extra settings, e.g. a smaller upload limit."""
+    apps: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        apps.append(make_app({**backend, **overrides}))
+        return apps[-1]
+
+    yield build
+    for built in apps:
+        with built.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(app_with: Callable[..., Flask]) -> Flask:
+    return app_with()
 
 
 @pytest.fixture
