@@ -1,0 +1,50 @@
+# The two commands: `make run` (the service on its embedded defaults) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+export FLASK_APP := diary
+
+.PHONY: run test lint format check-migrations install clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+install: $(STAMP)
+
+## run: set up, migrate the embedded SQLite database and serve on http://127.0.0.1:8080
+run: $(STAMP)
+	FLASK_DEBUG=1 $(BIN)/flask db upgrade
+	@echo
+	@echo "diary on http://127.0.0.1:8080 (SQLite and photos in ./instance)"
+	@echo "Create an account and an API token in another terminal:"
+	@echo "  $(BIN)/flask --app diary users create you@example.com"
+	@echo "  $(BIN)/flask --app diary tokens create you@example.com --name laptop"
+	@echo
+	FLASK_DEBUG=1 $(BIN)/flask run --host 127.0.0.1 --port $${PORT:-8080}
+
+## test: set up, lint, check migrations for drift, run the whole suite
+test: $(STAMP) lint check-migrations
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# `flask db check` against a fresh database built by the migrations: the models
+# and the migrations must agree.
+check-migrations: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	DATABASE_URL=sqlite:///$$tmp/check.sqlite3 FLASK_DEBUG=1 $(BIN)/flask db upgrade >/dev/null 2>&1 && \
+	DATABASE_URL=sqlite:///$$tmp/check.sqlite3 FLASK_DEBUG=1 $(BIN)/flask db check
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
