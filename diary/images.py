@@ -12,6 +12,7 @@ from PIL import UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 
 from .errors import ContentTooLarge, UnsupportedMedia
+from .models import Image
 
 # Pillow format name -> (content type, file extension) of what we accept.
 ACCEPTED_FORMATS = {
@@ -83,6 +84,11 @@ def new_storage_key(user_id: int, extension: str) -> str:
     """A fresh key per upload: the original service stored `dinner.jpg` under
     `dinner.jpg`, so a second photo of that name replaced the first."""
     return f"{user_id}/{secrets.token_hex(16)}/original.{extension}"
+
+
+def object_keys(image: Image) -> list[str]:
+    """Every object stored for one image (the original, and any sizes made from it)."""
+    return [image.storage_key]
 
 
 def owner_of_key(key: str) -> int | None:
