@@ -13,7 +13,7 @@ from .errors import InvalidInput
 from .extensions import db
 from .models import ApiToken, User, utcnow
 
-TOKEN_PREFIX = "diary_"
+TOKEN_PREFIX = "diary_"  # noqa: S105 (a visible prefix, not a secret)
 MIN_PASSWORD_LENGTH = 8
 # Recording every use would turn each read into a write; once a minute is enough
 # for "last used" to be useful.

@@ -51,7 +51,9 @@ def create_token(email: str, name: str) -> None:
         token, plain = accounts.issue_token(_user_or_exit(email), name)
     except InvalidInput as error:
         raise click.ClickException(error.message) from None
-    click.echo(f"token {token.id} ({token.name}) for {email}; it will not be shown again:", err=True)
+    click.echo(
+        f"token {token.id} ({token.name}) for {email}; it will not be shown again:", err=True
+    )
     click.echo(plain)
 
 

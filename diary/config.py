@@ -152,7 +152,7 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
     """Derive dependent settings and refuse to start on what cannot work."""
     if not config.get("SECRET_KEY"):
         if debug or config.get("TESTING"):
-            config["SECRET_KEY"] = "dev-only-not-secret"
+            config["SECRET_KEY"] = "dev-only-not-secret"  # noqa: S105 (debug/testing only)
         else:
             raise ConfigError(
                 "SECRET_KEY is not set: set it to a long random string "

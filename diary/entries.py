@@ -47,7 +47,9 @@ class Cursor:
             created_at, entry_id = json.loads(raw)
             parsed = cls(datetime.fromisoformat(created_at), int(entry_id))
         except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-            raise InvalidInput("cursor", "The cursor is not valid; use next_cursor as given.") from None
+            raise InvalidInput(
+                "cursor", "The cursor is not valid; use next_cursor as given."
+            ) from None
         if parsed.created_at.tzinfo is None:
             raise InvalidInput("cursor", "The cursor is not valid; use next_cursor as given.")
         return parsed

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
+
 class InvalidInput(Exception):
     """Input the client must correct; `field` names the form field or JSON member."""
 
@@ -31,21 +32,26 @@ class InvalidInput(Exception):
         self.field = field
         self.message = message
 
+
 class UnsupportedMedia(InvalidInput):
     status = 415
     title = "Unsupported media type"
 
+
 class ContentTooLarge(InvalidInput):
     status = 413
     title = "Content too large"
+
 
 def prefers_html() -> bool:
     """True for browsers; curl's */* and JSON clients get JSON."""
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"
 
+
 def wants_problem_json() -> bool:
     return request.path.startswith("/api/") or not prefers_html()
+
 
 def problem(
     status: int,
@@ -69,9 +75,11 @@ def problem(
     response.headers.update(headers or {})
     return response
 
+
 def _error_page(status: int, title: str, detail: str | None) -> Response:
     html = render_template("errors/error.html", status=status, title=title, detail=detail)
     return Response(html, status=status, mimetype="text/html")
+
 
 def handle_http_exception(error: HTTPException) -> Response:
     status = error.code or 500
@@ -90,6 +98,7 @@ def handle_http_exception(error: HTTPException) -> Response:
             response.headers[name] = value
     return response
 
+
 def handle_invalid_input(error: InvalidInput) -> Response:
     if wants_problem_json():
         return problem(
@@ -100,12 +109,14 @@ def handle_invalid_input(error: InvalidInput) -> Response:
         )
     return _error_page(error.status, error.title, error.message)
 
+
 def handle_storage_unavailable(error: StorageUnavailable) -> Response:
     db.session.rollback()
     detail = f"{error}. Try again shortly; entries without photos still work."
     if wants_problem_json():
         return problem(503, detail, headers={"Retry-After": "30"})
     return _error_page(503, "Service Unavailable", detail)
+
 
 def handle_unexpected(error: Exception) -> Response:
     # Whatever failed, the session must not carry a broken transaction into the next request.
@@ -117,6 +128,7 @@ def handle_unexpected(error: Exception) -> Response:
     if wants_problem_json():
         return problem(500, "Something went wrong on our side; it has been logged.")
     return _error_page(500, server_error.name, "Something went wrong on our side.")
+
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(InvalidInput, handle_invalid_input)

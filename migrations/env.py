@@ -32,10 +32,9 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     def process_revision_directives(context, revision, directives):
         # `flask db migrate` with no model change writes no empty revision.
-        if getattr(config.cmd_opts, "autogenerate", False):
-            if directives[0].upgrade_ops.is_empty():
-                directives[:] = []
-                logger.info("No changes in schema detected.")
+        if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
+            directives[:] = []
+            logger.info("No changes in schema detected.")
 
     conf_args = current_app.extensions["migrate"].configure_args
     conf_args.setdefault("process_revision_directives", process_revision_directives)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 import requests
-import sqlalchemy as sa
-from flask import Flask
 from flask.testing import FlaskClient
 
 from diary.extensions import db
-from diary.models import Entry, User
+from diary.models import Entry
 
 from .conftest import count_statements, image_bytes, row_counts, stored_keys
 
@@ -25,7 +22,9 @@ def post_entry(client: FlaskClient, auth: dict[str, str], text: str = "hello", *
 
 
 def test_a_json_entry_is_created_with_location_and_read_back(client, auth):
-    response = client.post("/api/v1/entries", json={"text": "今日は朝からランニングをした"}, headers=auth)
+    response = client.post(
+        "/api/v1/entries", json={"text": "今日は朝からランニングをした"}, headers=auth
+    )
 
     assert response.status_code == 201
     entry = response.get_json()
@@ -51,7 +50,9 @@ def test_a_multipart_entry_stores_every_photo_in_order(app, client, auth):
 
     assert response.status_code == 201, response.get_json()
     images = response.get_json()["images"]
-    assert [(i["original_filename"], i["content_type"], i["width"], i["height"]) for i in images] == [
+    assert [
+        (i["original_filename"], i["content_type"], i["width"], i["height"]) for i in images
+    ] == [
         ("a.jpg", "image/jpeg", 30, 20),
         ("b.png", "image/png", 10, 40),
     ]
@@ -106,7 +107,9 @@ def test_entries_with_the_same_timestamp_are_paged_without_loss(app, client, aut
     assert ids == [5, 4, 3, 2, 1]
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "limit=-1", "cursor=%%%", "cursor=bm9wZQ"])
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=101", "limit=abc", "limit=-1", "cursor=%%%", "cursor=bm9wZQ"]
+)
 def test_bad_paging_parameters_are_a_400_problem(client, auth, query):
     response = client.get(f"/api/v1/entries?{query}", headers=auth)
 
@@ -139,7 +142,10 @@ def test_statements_per_page_do_not_grow_with_entries_or_photos(app, client, aut
     for n in range(6):
         client.post(
             "/api/v1/entries",
-            data={"text": str(n), "file": [(io.BytesIO(jpeg), "a.jpg"), (io.BytesIO(jpeg), "b.jpg")]},
+            data={
+                "text": str(n),
+                "file": [(io.BytesIO(jpeg), "a.jpg"), (io.BytesIO(jpeg), "b.jpg")],
+            },
             headers=auth,
         )
 

@@ -58,7 +58,9 @@ def test_another_users_entry_is_404_never_403(
     client, auth, make_user, make_token, method, path_template, kwargs
 ):
     other = {"Authorization": f"Bearer {make_token(make_user())}"}
-    entry_id = client.post("/api/v1/entries", json={"text": "private"}, headers=other).get_json()["id"]
+    entry_id = client.post("/api/v1/entries", json={"text": "private"}, headers=other).get_json()[
+        "id"
+    ]
 
     response = getattr(client, method)(path_template.format(id=entry_id), headers=auth, **kwargs)
 

@@ -20,25 +20,40 @@ def entry_rows(app) -> dict[str, int]:
 
 # Each case builds its request afresh: file objects cannot be reused across backends.
 BAD_API_POSTS = [
-    pytest.param(lambda: {"data": b"{not json", "content_type": "application/json"}, 400, id="malformed-json"),
-    pytest.param(lambda: {"data": b'"just a string"', "content_type": "application/json"}, 400, id="json-not-object"),
+    pytest.param(
+        lambda: {"data": b"{not json", "content_type": "application/json"}, 400, id="malformed-json"
+    ),
+    pytest.param(
+        lambda: {"data": b'"just a string"', "content_type": "application/json"},
+        400,
+        id="json-not-object",
+    ),
     pytest.param(lambda: {"json": {"text": 42}}, 400, id="text-not-string"),
     pytest.param(lambda: {"json": {"text": ""}}, 400, id="empty-text"),
     pytest.param(lambda: {"json": {}}, 400, id="no-text"),
     pytest.param(lambda: {"json": {"text": "x" * 20_001}}, 400, id="text-over-limit"),
-    pytest.param(lambda: {"data": b"text=hi", "content_type": "text/plain"}, 400, id="wrong-content-type"),
     pytest.param(
-        lambda: {"data": '{"text": "caf\u00e9"}'.encode("latin-1"), "content_type": "application/json"},
+        lambda: {"data": b"text=hi", "content_type": "text/plain"}, 400, id="wrong-content-type"
+    ),
+    pytest.param(
+        lambda: {
+            "data": '{"text": "caf\u00e9"}'.encode("latin-1"),
+            "content_type": "application/json",
+        },
         400,
         id="json-not-utf8",
     ),
     pytest.param(
-        lambda: {"data": {"text": "x", "file": (io.BytesIO(b"just words, not a picture"), "photo.jpg")}},
+        lambda: {
+            "data": {"text": "x", "file": (io.BytesIO(b"just words, not a picture"), "photo.jpg")}
+        },
         415,
         id="text-file-named-jpg",
     ),
     pytest.param(
-        lambda: {"data": {"text": "x", "file": (io.BytesIO(b"<html><script>alert(1)</script>"), "a.png")}},
+        lambda: {
+            "data": {"text": "x", "file": (io.BytesIO(b"<html><script>alert(1)</script>"), "a.png")}
+        },
         415,
         id="html-named-png",
     ),
@@ -77,7 +92,7 @@ def test_bad_entries_are_refused_and_nothing_is_stored(app, client, auth, reques
 
 def test_non_utf8_form_text_is_refused(app, client, auth):
     body = (
-        b"--b\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n\xff\xfe caf\xe9\r\n--b--\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="text"\r\n\r\n\xff\xfe caf\xe9\r\n--b--\r\n'
     )
     response = client.post(
         "/", data=body, content_type="multipart/form-data; boundary=b", headers=auth
@@ -120,7 +135,9 @@ def test_an_upload_over_the_limit_is_413_and_stores_nothing(app_with, path):
 def test_patch_with_bad_text_keeps_the_old_text(client, auth):
     entry = client.post("/api/v1/entries", json={"text": "kept"}, headers=auth).get_json()
 
-    response = client.patch(f"/api/v1/entries/{entry['id']}", json={"text": "y" * 20_001}, headers=auth)
+    response = client.patch(
+        f"/api/v1/entries/{entry['id']}", json={"text": "y" * 20_001}, headers=auth
+    )
 
     assert response.status_code == 400
     assert client.get(f"/api/v1/entries/{entry['id']}", headers=auth).get_json()["text"] == "kept"

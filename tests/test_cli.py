@@ -26,14 +26,18 @@ def test_users_create_prompts_twice_without_stdin(runner):
 
 def test_emails_are_unique_regardless_of_case(runner):
     runner.invoke(args=["users", "create", "c@example.com", "--password-stdin"], input="12345678\n")
-    result = runner.invoke(args=["users", "create", "C@EXAMPLE.com", "--password-stdin"], input="12345678\n")
+    result = runner.invoke(
+        args=["users", "create", "C@EXAMPLE.com", "--password-stdin"], input="12345678\n"
+    )
 
     assert result.exit_code != 0
     assert "already exists" in result.output
 
 
 def test_a_short_password_is_refused(runner):
-    result = runner.invoke(args=["users", "create", "d@example.com", "--password-stdin"], input="short\n")
+    result = runner.invoke(
+        args=["users", "create", "d@example.com", "--password-stdin"], input="short\n"
+    )
     assert result.exit_code != 0
     assert "at least 8" in result.output
 

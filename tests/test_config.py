@@ -9,7 +9,13 @@ import pytest
 from diary import ConfigError, create_app
 from diary.config import database_url_from_env, describe_database, from_env
 
-SECRET = {"username": "diary", "password": "p@ss:w/rd%", "host": "db.internal", "port": 5432, "dbname": "diary"}
+SECRET = {
+    "username": "diary",
+    "password": "p@ss:w/rd%",
+    "host": "db.internal",
+    "port": 5432,
+    "dbname": "diary",
+}
 
 
 def test_no_database_settings_means_the_embedded_sqlite_default():
@@ -24,7 +30,13 @@ def test_database_url_is_used_as_given_with_the_psycopg_driver():
 
 def test_the_original_services_variables_build_a_url_with_an_escaped_password():
     url = database_url_from_env(
-        {"DB_ENDPOINT": "db.internal", "DB_PORT": "5432", "DB_USER": "diary", "DB_PASSWORD": "p@ss:w/rd%", "DB_NAME": "diary"}
+        {
+            "DB_ENDPOINT": "db.internal",
+            "DB_PORT": "5432",
+            "DB_USER": "diary",
+            "DB_PASSWORD": "p@ss:w/rd%",
+            "DB_NAME": "diary",
+        }
     )
     assert url == "postgresql+psycopg://diary:p%40ss%3Aw%2Frd%25@db.internal:5432/diary"
 
@@ -92,7 +104,9 @@ def test_describe_database_for_sqlite_names_the_file():
 
 
 def test_s3_settings_from_the_environment():
-    config = from_env({"BUCKET": "photos", "AWS_REGION": "us-east-1", "S3_ENDPOINT_URL": "http://127.0.0.1:9"})
+    config = from_env(
+        {"BUCKET": "photos", "AWS_REGION": "us-east-1", "S3_ENDPOINT_URL": "http://127.0.0.1:9"}
+    )
     assert (config["BUCKET"], config["AWS_REGION"], config["S3_ENDPOINT_URL"]) == (
         "photos",
         "us-east-1",

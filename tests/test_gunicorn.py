@@ -47,7 +47,9 @@ def production(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> It
             "GUNICORN_LOG": str(tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"),
         }
         flask_cli(env, "db", "upgrade")
-        flask_cli(env, "users", "create", "e2e@example.com", "--password-stdin", stdin="e2e password\n")
+        flask_cli(
+            env, "users", "create", "e2e@example.com", "--password-stdin", stdin="e2e password\n"
+        )
         token = flask_cli(env, "tokens", "create", "e2e@example.com", "--name", "curl").split()[-1]
         with gunicorn_server(env) as base_url:
             yield {"url": base_url, "token": token, "env": env}
@@ -68,7 +70,15 @@ def test_curl_multipart_upload_to_root_and_list_back(production, tmp_path: Path)
     photo.write_bytes(image_bytes(size=(120, 80)))
     auth = f"Authorization: Bearer {production['token']}"
 
-    posted = curl("-H", auth, "-F", "text=今日は朝からランニングをした", "-F", f"file=@{photo}", production["url"] + "/")
+    posted = curl(
+        "-H",
+        auth,
+        "-F",
+        "text=今日は朝からランニングをした",
+        "-F",
+        f"file=@{photo}",
+        production["url"] + "/",
+    )
 
     assert posted.returncode == 0, posted.stderr
     entry = json.loads(posted.stdout)
@@ -78,7 +88,9 @@ def test_curl_multipart_upload_to_root_and_list_back(production, tmp_path: Path)
     listed = curl("-H", auth, production["url"] + "/")
     assert [e["ID"] for e in json.loads(listed.stdout)] == [entry["ID"]]
 
-    s3 = boto3.client("s3", endpoint_url=production["env"]["S3_ENDPOINT_URL"], region_name="ap-northeast-1")
+    s3 = boto3.client(
+        "s3", endpoint_url=production["env"]["S3_ENDPOINT_URL"], region_name="ap-northeast-1"
+    )
     stored = s3.get_object(Bucket=production["env"]["BUCKET"], Key=entry["Img"])
     assert PILImage.open(io.BytesIO(stored["Body"].read())).size == (120, 80)
 

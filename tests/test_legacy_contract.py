@@ -38,8 +38,12 @@ def test_post_with_a_file_returns_the_stored_key_not_the_filename(app, client, a
 
 def test_two_uploads_with_the_same_name_are_two_intact_images(app, client, auth):
     red, blue = image_bytes(color="red"), image_bytes(color="blue")
-    first = client.post("/", data={"text": "1", "file": (io.BytesIO(red), "dinner.jpg")}, headers=auth)
-    second = client.post("/", data={"text": "2", "file": (io.BytesIO(blue), "dinner.jpg")}, headers=auth)
+    first = client.post(
+        "/", data={"text": "1", "file": (io.BytesIO(red), "dinner.jpg")}, headers=auth
+    )
+    second = client.post(
+        "/", data={"text": "2", "file": (io.BytesIO(blue), "dinner.jpg")}, headers=auth
+    )
 
     keys = first.get_json()["Img"], second.get_json()["Img"]
     assert keys[0] != keys[1]

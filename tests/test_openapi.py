@@ -48,7 +48,9 @@ def assert_matches_document(document: dict, method: str, path: str, response) ->
         return
     assert response.mimetype in documented["content"], response.mimetype
     schema = documented["content"][response.mimetype]["schema"]
-    registry = Registry().with_resource(DOC_URI, Resource(contents=document, specification=DRAFT202012))
+    registry = Registry().with_resource(
+        DOC_URI, Resource(contents=document, specification=DRAFT202012)
+    )
     if "$ref" in schema:
         schema = {"$ref": DOC_URI + schema["$ref"]}
     else:
@@ -59,7 +61,10 @@ def assert_matches_document(document: dict, method: str, path: str, response) ->
 
 def _absolute_refs(node):
     if isinstance(node, dict):
-        return {k: (DOC_URI + v if k == "$ref" and v.startswith("#") else _absolute_refs(v)) for k, v in node.items()}
+        return {
+            k: (DOC_URI + v if k == "$ref" and v.startswith("#") else _absolute_refs(v))
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_absolute_refs(v) for v in node]
     return node
@@ -86,7 +91,12 @@ def test_real_responses_match_the_document(client, auth, document):
     call("get", "/api/v1/entries/99999", headers=auth)
     call("get", "/api/v1/entries?limit=0", headers=auth)
     call("get", "/api/v1/entries")
-    call("post", "/", data={"text": "legacy", "file": (io.BytesIO(image_bytes()), "b.jpg")}, headers=auth)
+    call(
+        "post",
+        "/",
+        data={"text": "legacy", "file": (io.BytesIO(image_bytes()), "b.jpg")},
+        headers=auth,
+    )
     call("get", "/", headers=auth)
     call("post", "/api/v1/entries", json={"text": ""}, headers=auth)
     call("delete", f"/api/v1/entries/{created['id']}", headers=auth)

@@ -32,7 +32,8 @@ def unreachable_s3_app(app_with, backend) -> Iterator[Flask]:
 
 def token_for(app: Flask) -> dict[str, str]:
     with app.app_context():
-        return {"Authorization": f"Bearer {issue_token(create_user('s3@example.com', 'long enough pw'), 't')[1]}"}
+        token = issue_token(create_user("s3@example.com", "long enough pw"), "t")[1]
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.mark.parametrize("path", ["/", "/api/v1/entries"])
@@ -44,7 +45,9 @@ def test_photo_upload_to_unreachable_s3_is_a_503_with_nothing_written(
 
     with caplog.at_level(logging.ERROR, logger="diary"):
         response = client.post(
-            path, data={"text": "with photo", "file": (io.BytesIO(image_bytes()), "a.jpg")}, headers=headers
+            path,
+            data={"text": "with photo", "file": (io.BytesIO(image_bytes()), "a.jpg")},
+            headers=headers,
         )
 
     assert response.status_code == 503
@@ -59,7 +62,10 @@ def test_text_entries_keep_working_while_s3_is_down(unreachable_s3_app):
     headers = token_for(unreachable_s3_app)
 
     assert client.post("/", data={"text": "no photo today"}, headers=headers).status_code == 200
-    assert client.post("/api/v1/entries", json={"text": "still here"}, headers=headers).status_code == 201
+    assert (
+        client.post("/api/v1/entries", json={"text": "still here"}, headers=headers).status_code
+        == 201
+    )
     listed = client.get("/api/v1/entries", headers=headers)
     assert [e["text"] for e in listed.get_json()["items"]] == ["still here", "no photo today"]
 
@@ -77,7 +83,10 @@ def test_a_failed_database_write_deletes_the_uploaded_photos(app, client, auth, 
             "/api/v1/entries",
             data={
                 "text": "two photos",
-                "file": [(io.BytesIO(image_bytes()), "a.jpg"), (io.BytesIO(image_bytes()), "b.jpg")],
+                "file": [
+                    (io.BytesIO(image_bytes()), "a.jpg"),
+                    (io.BytesIO(image_bytes()), "b.jpg"),
+                ],
             },
             headers=auth,
         )

@@ -94,7 +94,7 @@ def get_entry(entry_id: int) -> Response:
 @token_required
 def update_entry(entry_id: int) -> Response:
     if not request.is_json:
-        raise InvalidInput("Content-Type", "Send application/json: {\"text\": \"...\"}.")
+        raise InvalidInput("Content-Type", 'Send application/json: {"text": "..."}.')
     entry = entries.update_entry_text(g.user, entry_id, text_member(json_body()))
     return jsonify(entry_json(entry))
 

@@ -24,7 +24,9 @@ ENTRY_ID = {
 def _json(schema_name: str, description: str) -> dict[str, Any]:
     return {
         "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}},
+        "content": {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
+        },
     }
 
 
@@ -169,7 +171,7 @@ DOCUMENT: dict[str, Any] = {
             },
             "post": {
                 "operationId": "legacyCreate",
-                "summary": "The original service's contract: write an entry with one optional photo.",
+                "summary": "The original service's contract: one entry, one optional photo.",
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -222,7 +224,7 @@ DOCUMENT: dict[str, Any] = {
                     "id": {"type": "integer"},
                     "url": {
                         "type": "string",
-                        "description": "Short-lived presigned URL, or the app's own for local storage.",
+                        "description": "Presigned URL (S3) or the app's own (local storage).",
                     },
                     "content_type": {"type": "string"},
                     "width": {"type": "integer", "minimum": 1},
@@ -262,7 +264,7 @@ DOCUMENT: dict[str, Any] = {
                     "UpdatedAt": {"type": "string", "format": "date-time"},
                     "DeletedAt": {"type": "null"},
                     "Text": {"type": "string"},
-                    "Img": {"type": "string", "description": "The photo's storage key, or \"\"."},
+                    "Img": {"type": "string", "description": 'The photo\'s storage key, or "".'},
                 },
             },
             "Problem": {
