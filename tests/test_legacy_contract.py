@@ -121,3 +121,68 @@ def test_the_contract_needs_a_token(client):
         assert response.status_code == 401
         assert response.mimetype == "application/problem+json"
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def seed_entries(app, user, count: int) -> None:
+    """Bulk rows straight into the table: this test is about reading them back."""
+    from datetime import UTC, datetime, timedelta
+
+    from diary.extensions import db
+    from diary.models import Entry
+
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    with app.app_context():
+        db.session.execute(
+            db.insert(Entry),
+            [
+                {
+                    "user_id": user.id,
+                    "text": f"entry {n} " + "日記" * 100,
+                    "created_at": start + timedelta(minutes=n),
+                    "updated_at": start + timedelta(minutes=n),
+                }
+                for n in range(count)
+            ],
+        )
+        db.session.commit()
+
+
+def streamed_peak(client, auth) -> tuple[int, int]:
+    """(rows, peak bytes allocated) while consuming GET / chunk by chunk."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        rows = 0
+        with client.get("/", headers=auth) as response:
+            for chunk in response.response:
+                rows += chunk.count(b'"ID"') if isinstance(chunk, bytes) else chunk.count('"ID"')
+        return rows, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_get_memory_stays_flat_however_many_entries(app, client, auth, user):
+    seed_entries(app, user, 1_000)
+    small_rows, small_peak = streamed_peak(client, auth)
+    seed_entries(app, user, 9_000)
+    large_rows, large_peak = streamed_peak(client, auth)
+
+    assert (small_rows, large_rows) == (1_000, 10_000)
+    # Ten times the rows must not cost anything like ten times the memory:
+    # rows are fetched in batches and written out as they come.
+    assert large_peak < small_peak * 2
+
+
+def test_get_runs_the_same_statements_for_ten_or_a_thousand_entries(app, client, auth, user):
+    from .conftest import count_statements
+
+    seed_entries(app, user, 10)
+    client.get("/", headers=auth)  # the token's first use also records last_used_at
+    with count_statements(app) as few:
+        client.get("/", headers=auth).get_data()
+    seed_entries(app, user, 990)
+    with count_statements(app) as many:
+        client.get("/", headers=auth).get_data()
+
+    assert len(few) == len(many)
