@@ -13,6 +13,12 @@ from flask import Response, jsonify
 from . import bp
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
+# The JSON body that writes an entry's text (POST and PATCH alike).
+TEXT_BODY = {
+    "type": "object",
+    "properties": {"text": {"type": "string", "maxLength": 20000}},
+    "required": ["text"],
+}
 ENTRY_ID = {
     "name": "entry_id",
     "in": "path",
@@ -85,13 +91,7 @@ DOCUMENT: dict[str, Any] = {
                                 },
                             }
                         },
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"text": {"type": "string", "maxLength": 20000}},
-                                "required": ["text"],
-                            }
-                        },
+                        "application/json": {"schema": TEXT_BODY},
                     },
                 },
                 "responses": {
@@ -123,15 +123,7 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "Replace the entry's text.",
                 "requestBody": {
                     "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"text": {"type": "string", "maxLength": 20000}},
-                                "required": ["text"],
-                            }
-                        }
-                    },
+                    "content": {"application/json": {"schema": TEXT_BODY}},
                 },
                 "responses": {
                     "200": _json("Entry", "The updated entry."),
