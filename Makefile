@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 
 export FLASK_APP := diary
 
-.PHONY: run test lint format check-migrations install clean
+# CloudFormation templates, linted once deploy/ has any.
+CFN_TEMPLATES = $(wildcard deploy/*.yaml deploy/*.yml)
+
+.PHONY: run test lint format check-migrations install clean translations
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +37,8 @@ test: $(STAMP) lint check-migrations
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+	$(if $(CFN_TEMPLATES),$(BIN)/cfn-lint $(CFN_TEMPLATES))
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -45,6 +50,15 @@ check-migrations: $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	DATABASE_URL=sqlite:///$$tmp/check.sqlite3 FLASK_DEBUG=1 $(BIN)/flask db upgrade >/dev/null 2>&1 && \
 	DATABASE_URL=sqlite:///$$tmp/check.sqlite3 FLASK_DEBUG=1 $(BIN)/flask db check
+
+## translations: re-extract the page strings, merge them into each language, compile the .mo
+# The compiled .mo files are committed, so installing needs no build step.
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F diary/translations/babel.cfg -k lazy_gettext -k _l -k N_ \
+		--no-location --sort-output --omit-header -o diary/translations/messages.pot .
+	$(BIN)/pybabel update -i diary/translations/messages.pot -d diary/translations \
+		--no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d diary/translations --statistics
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

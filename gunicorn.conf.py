@@ -11,9 +11,27 @@ worker_class = "gthread"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
-accesslog = "-"
+# No gunicorn access log: the app writes one JSON line per request itself
+# (diary/logs.py), with the request id and user that gunicorn cannot know.
+accesslog = None
 errorlog = "-"
+# gunicorn's own lines (start, worker boot and exit, timeouts) as JSON lines on
+# stdout like the app's, through the same formatter that masks secrets.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "diary.logs.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "diary.logs.StdoutHandler", "formatter": "json"}},
+    "root": {"level": "WARNING", "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+    },
+}
 # Import the app once in the master: workers fork with it loaded (less memory,
 # and configuration errors stop the server before any worker starts).
 preload_app = True
 forwarded_allow_ips = "*"
+# No gunicornc control socket: nothing here uses it, the container's user has
+# no writable home for it, and instances sharing a machine would share its path.
+control_socket_disable = True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from typing import Any
 
 from flask import Flask
@@ -40,14 +39,24 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # App Runner and the ECS load balancer terminate TLS one hop in front of us.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
 
-    configure_logging()
+    # First, so the request id and timer are set before any other hook runs.
+    from . import logs
+
+    logs.init_app(app)
     register_extensions(app)
     register_blueprints(app)
 
-    from . import cli, errors
+    from . import cli, errors, features_cli
 
     errors.init_app(app)
     cli.init_app(app)
+    features_cli.init_app(app)
+
+    from . import doctor, health, migrate_lock
+
+    health.init_app(app)
+    doctor.init_app(app)
+    migrate_lock.init_app(app)
 
     log.info(
         "diary starting: database %s; storage %s",
@@ -57,28 +66,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def configure_logging() -> None:
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-
-
 def register_extensions(app: Flask) -> None:
-    from . import auth, storage
-    from .extensions import csrf, db, migrate
+    from . import auth, i18n, security, storage
+    from .extensions import babel, csrf, db, limiter, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
     auth.init_app(app)
     storage.init_app(app)
     csrf.init_app(app)
+    limiter.init_app(app)
+    babel.init_app(app, locale_selector=i18n.select_locale, timezone_selector=i18n.select_timezone)
+    security.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import api, legacy, media, pages
+    from . import api, feature_pages, legacy, media, pages
     from .extensions import csrf
 
     # Bearer-token routes cannot be forged cross-site; only cookie routes need CSRF.
@@ -90,3 +93,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(media.bp)
     app.after_request(pages.no_store)
     app.add_template_global(pages.photo_url)
+    pages.init_app(app)
+    feature_pages.init_app(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from zoneinfo import available_timezones
 
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -106,3 +107,46 @@ def revoke_token(user: User, token_id: int) -> bool:
         token.revoked_at = utcnow()
         db.session.commit()
     return True
+
+
+# --- the account settings pages (issue 3) ----------------------------------
+
+SUPPORTED_LANGUAGES = ("ja", "en")
+MAX_DISPLAY_NAME = 100
+
+
+def change_password(user: User, current_password: str, new_password: str) -> None:
+    """Replace the password after checking the current one; other sessions end."""
+    if not check_password_hash(user.password_hash, current_password):
+        raise InvalidInput("current_password", "The current password is not right.")
+    if len(new_password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            "new_password", f"The password needs at least {MIN_PASSWORD_LENGTH} characters."
+        )
+    user.password_hash = generate_password_hash(new_password)
+    # A stolen session cookie must not outlive the password it was made with.
+    user.session_epoch += 1
+    db.session.commit()
+
+
+def update_profile(user: User, *, display_name: str, time_zone: str, language: str) -> None:
+    """Display name, time zone ("" = the site default) and language ("" = the browser's)."""
+    display_name = display_name.strip()
+    if len(display_name) > MAX_DISPLAY_NAME:
+        raise InvalidInput(
+            "display_name", f"The name is longer than {MAX_DISPLAY_NAME} characters."
+        )
+    if time_zone and time_zone not in available_timezones():
+        raise InvalidInput("time_zone", "Choose a time zone from the list.")
+    if language and language not in SUPPORTED_LANGUAGES:
+        raise InvalidInput("language", "Choose a language from the list.")
+    user.display_name = display_name
+    user.time_zone = time_zone
+    user.language = language
+    db.session.commit()
+
+
+def end_sessions(user: User) -> None:
+    """Invalidate every browser session of the user (signing out)."""
+    user.session_epoch += 1
+    db.session.commit()

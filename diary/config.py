@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import available_timezones
 
 from sqlalchemy.engine import make_url
 
@@ -41,6 +42,17 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SECRET_KEY": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
+        # Pages (issue 3): accounts come from the CLI unless sign-up is allowed.
+        "ALLOW_SIGNUP": False,
+        "DEFAULT_TIMEZONE": "Asia/Tokyo",
+        # Features (issue 6): `flask --app diary purge` removes entries trashed longer ago.
+        "TRASH_DAYS": 30,
+        # Shared by all instances in production (redis://...); per process by default.
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        # Failed sign-ins allowed per client address and per account.
+        "SIGNIN_LIMIT_PER_ADDRESS": "20 per 15 minutes",
+        "SIGNIN_LIMIT_PER_ACCOUNT": "10 per 15 minutes",
     }
 
 
@@ -68,6 +80,37 @@ def _number(env: Mapping[str, str], name: str) -> float | None:
     if value <= 0:
         raise ConfigError(f"{name} must be greater than 0, got {raw}")
     return value
+
+
+def _boolean(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _timezone(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in available_timezones():
+        raise ConfigError(f"{name} must be an IANA time zone such as Asia/Tokyo, got {raw!r}")
+    return raw
+
+
+def _storage_uri(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    scheme = raw.partition("://")[0]
+    if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster", "valkey"):
+        # Never echo the value: a Redis URL may carry a password.
+        raise ConfigError(f"{name} must be memory:// or a redis:// URL")
+    return raw
 
 
 def database_url_from_env(env: Mapping[str, str]) -> str | None:
@@ -139,12 +182,27 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     for name in ("BUCKET", "S3_ENDPOINT_URL", "SECRET_KEY", "AWS_REGION", "LOCAL_STORAGE_DIR"):
         if env.get(name):
             config[name] = env[name]
-    for name in ("MAX_UPLOAD_MB", "MAX_ENTRY_CHARS", "IMAGE_URL_EXPIRES", "S3_MAX_ATTEMPTS"):
+    for name in (
+        "MAX_UPLOAD_MB",
+        "MAX_ENTRY_CHARS",
+        "IMAGE_URL_EXPIRES",
+        "S3_MAX_ATTEMPTS",
+        "TRASH_DAYS",
+    ):
         if (value := _integer(env, name)) is not None:
             config[name] = value
     for name in ("S3_CONNECT_TIMEOUT", "S3_READ_TIMEOUT"):
         if (value := _number(env, name)) is not None:
             config[name] = value
+    # Only for serving plain HTTP without debug on a trusted machine.
+    if (secure := _boolean(env, "SESSION_COOKIE_SECURE")) is not None:
+        config["SESSION_COOKIE_SECURE_FROM_ENV"] = secure
+    if (allow_signup := _boolean(env, "ALLOW_SIGNUP")) is not None:
+        config["ALLOW_SIGNUP"] = allow_signup
+    if default_timezone := _timezone(env, "DEFAULT_TIMEZONE"):
+        config["DEFAULT_TIMEZONE"] = default_timezone
+    if storage_uri := _storage_uri(env, "RATELIMIT_STORAGE_URI"):
+        config["RATELIMIT_STORAGE_URI"] = storage_uri
     return config
 
 
@@ -166,7 +224,17 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
         # A dead or unreachable database must fail a request quickly, not hang it.
         options.setdefault("pool_pre_ping", True)
         options.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
-    config.setdefault("SESSION_COOKIE_SECURE", not (debug or config.get("TESTING")))
+    # Flask's own defaults already hold SESSION_COOKIE_SECURE=False, so setdefault
+    # would never apply: decide here unless the environment chose explicitly.
+    if config.get("SESSION_COOKIE_SECURE_FROM_ENV") is None:
+        config["SESSION_COOKIE_SECURE"] = not (debug or config.get("TESTING"))
+    else:
+        config["SESSION_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE_FROM_ENV"]
+    if config["DEFAULT_TIMEZONE"] not in available_timezones():
+        raise ConfigError(
+            f"DEFAULT_TIMEZONE must be an IANA time zone such as Asia/Tokyo, "
+            f"got {config['DEFAULT_TIMEZONE']!r}"
+        )
 
 
 def describe_database(uri: str) -> str:

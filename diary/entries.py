@@ -16,9 +16,10 @@ from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
+from . import search, tags
 from .errors import InvalidInput
 from .extensions import db
-from .images import IncomingImage, inspect_upload, new_storage_key
+from .images import IncomingImage, inspect_upload, new_storage_key, object_keys
 from .models import Entry, Image, User, utcnow
 from .storage import StorageUnavailable, current_storage
 
@@ -88,14 +89,29 @@ def _live_entries(user: User) -> sa.Select[tuple[Entry]]:
     return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
 
 
-def list_entries(user: User, *, limit: int, cursor: Cursor | None = None) -> EntryPage:
-    """One page, newest first. Keyset paging: the cost does not grow with the page number."""
+def list_entries(
+    user: User,
+    *,
+    limit: int,
+    cursor: Cursor | None = None,
+    q: str | None = None,
+    tag: str | None = None,
+) -> EntryPage:
+    """One page, newest first. Keyset paging: the cost does not grow with the page number.
+
+    `q` keeps the entries whose text contains it (diary.search), `tag` those
+    carrying that #tag (diary.tags).
+    """
     query = (
         _live_entries(user)
         .options(selectinload(Entry.images))
         .order_by(Entry.created_at.desc(), Entry.id.desc())
         .limit(limit + 1)
     )
+    if q:
+        query = query.where(search.matching(user, q))
+    if tag:
+        query = query.where(tags.tagged_with(user, tag))
     if cursor is not None:
         query = query.where(
             sa.tuple_(Entry.created_at, Entry.id) < sa.tuple_(cursor.created_at, cursor.id)
@@ -136,6 +152,7 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
             stored.append(key)
             entry.images.append(_image_row(image, key, position))
         db.session.add(entry)
+        search.index_entry(entry)
         db.session.commit()
     except BaseException:
         db.session.rollback()
@@ -178,6 +195,7 @@ def update_entry_text(user: User, entry_id: int, text: str | None) -> Entry:
     if text is None:
         raise InvalidInput("text", "Send the new text.")
     entry.text = clean_text(text, has_images=bool(entry.images))
+    search.index_entry(entry)
     db.session.commit()
     return get_entry(user, entry_id)
 
@@ -219,3 +237,118 @@ def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
     )
     for row in db.session.execute(query):
         yield LegacyRow(*row)
+
+
+# --- editing, Trash and permanent deletion (issue 3: the pages) -------------
+
+
+def update_entry(
+    user: User,
+    entry_id: int,
+    text: str | None,
+    *,
+    uploads: Sequence[FileStorage] = (),
+    remove_image_ids: Sequence[int] = (),
+    image_order: Sequence[int] = (),
+) -> Entry:
+    """Change the text, add photos, remove photos and reorder them in one step.
+
+    `image_order` lists image ids in the wanted order; photos it leaves out keep
+    their relative order after the listed ones, and new photos go last. New
+    photos are stored before the row changes and removed again if anything
+    fails; removed photos leave storage only once the change is committed.
+    """
+    entry = get_entry(user, entry_id)
+    by_id = {image.id: image for image in entry.images}
+    unknown = [image_id for image_id in (*remove_image_ids, *image_order) if image_id not in by_id]
+    if unknown:
+        # Another entry's photo, or one that does not exist: the same answer.
+        raise InvalidInput("images", "A photo in the request does not belong to this entry.")
+    uploads = [upload for upload in uploads if upload.filename or upload.content_length]
+    removing = set(remove_image_ids)
+    keeping = [image for image in entry.images if image.id not in removing]
+    if len(keeping) + len(uploads) > MAX_IMAGES_PER_ENTRY:
+        raise InvalidInput("file", f"At most {MAX_IMAGES_PER_ENTRY} photos per entry.")
+    entry.text = clean_text(text, has_images=bool(keeping or uploads))
+    incoming = [inspect_upload(upload) for upload in uploads]
+
+    rank = {image_id: number for number, image_id in enumerate(image_order)}
+    keeping.sort(key=lambda image: (rank.get(image.id, len(rank)), image.position, image.id))
+    removed_keys = [
+        key for image in entry.images if image.id in removing for key in object_keys(image)
+    ]
+    stored: list[str] = []
+    try:
+        for image in [image for image in entry.images if image.id in removing]:
+            entry.images.remove(image)
+        for position, image in enumerate(keeping):
+            image.position = position
+        for position, upload in enumerate(incoming, start=len(keeping)):
+            key = _store(user, upload)
+            stored.append(key)
+            entry.images.append(_image_row(upload, key, position))
+        entry.updated_at = utcnow()
+        search.index_entry(entry)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        discard_objects(stored)
+        raise
+    discard_objects(removed_keys)
+    return get_entry(user, entry_id)
+
+
+def _trashed_entries(user: User) -> sa.Select[tuple[Entry]]:
+    return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_not(None))
+
+
+def get_trashed_entry(user: User, entry_id: int) -> Entry:
+    """The user's entry in Trash; anything else is a 404."""
+    entry = db.session.scalar(
+        _trashed_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
+    )
+    if entry is None:
+        raise NotFound("No such entry in Trash.")
+    return entry
+
+
+def list_trash(user: User, *, limit: int, cursor: Cursor | None = None) -> EntryPage:
+    """Trashed entries, newest first, paged by the same keyset cursor as the timeline."""
+    query = (
+        _trashed_entries(user)
+        .options(selectinload(Entry.images))
+        .order_by(Entry.created_at.desc(), Entry.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        query = query.where(
+            sa.tuple_(Entry.created_at, Entry.id) < sa.tuple_(cursor.created_at, cursor.id)
+        )
+    items = list(db.session.scalars(query))
+    next_cursor = None
+    if len(items) > limit:
+        items = items[:limit]
+        next_cursor = Cursor(items[-1].created_at, items[-1].id).encode()
+    return EntryPage(items, next_cursor)
+
+
+def restore_entry(user: User, entry_id: int) -> Entry:
+    """Bring an entry back from Trash to the timeline, where it was."""
+    entry = get_trashed_entry(user, entry_id)
+    entry.deleted_at = None
+    db.session.commit()
+    return get_entry(user, entry_id)
+
+
+def delete_entry_forever(user: User, entry_id: int) -> None:
+    """Remove a trashed entry and its photos for good.
+
+    The objects go first: if storage is unreachable the entry stays in Trash
+    and the user can try again, rather than leaving photos nobody can reach.
+    """
+    entry = get_trashed_entry(user, entry_id)
+    keys = [key for image in entry.images for key in object_keys(image)]
+    if keys:
+        current_storage().delete(keys)
+    db.session.delete(entry)
+    db.session.commit()

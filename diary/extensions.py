@@ -2,6 +2,9 @@
 
 import sqlite3
 
+from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -28,6 +31,10 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+babel = Babel()
+# No default limits: only sign-in is throttled. Behind ProxyFix the remote
+# address is the client's, not the load balancer's.
+limiter = Limiter(get_remote_address)
 
 
 @event.listens_for(Engine, "connect")

@@ -26,9 +26,7 @@ def photo(key: str) -> Response:
     if not isinstance(storage, LocalStorage) or user is None or owner_of_key(key) != user.id:
         abort(404)
     image = db.session.scalar(
-        sa.select(Image)
-        .join(Entry)
-        .where(Image.storage_key == key, Entry.user_id == user.id)
+        sa.select(Image).join(Entry).where(Image.storage_key == key, Entry.user_id == user.id)
     )
     if image is None:
         abort(404)

@@ -48,6 +48,12 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     display_name: Mapped[str] = mapped_column(sa.String(100), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Empty means "not chosen": the site default time zone, the browser's language.
+    time_zone: Mapped[str] = mapped_column(sa.String(64), default="", server_default="")
+    language: Mapped[str] = mapped_column(sa.String(8), default="", server_default="")
+    # Raised when the user signs out or changes the password: every browser
+    # session stamped with an older value is no longer accepted.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
 
     entries: Mapped[list[Entry]] = relationship(back_populates="owner", lazy="raise")
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="owner", lazy="raise")
@@ -119,3 +125,57 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     owner: Mapped[User] = relationship(back_populates="tokens", lazy="raise")
+
+
+# --- search, tags and imports (issue 6: diary features) ---------------------
+
+
+class EntryTerm(db.Model):
+    """One character bigram (or single character) of an entry's text, for search.
+
+    Japanese has no spaces, so words cannot be split out; every pair of
+    adjacent characters is indexed instead, and a query matches the entries
+    holding all of its pairs. The primary key (user_id, term, entry_id) is the
+    B-tree the search reads: one user's entries for one term, without touching
+    anyone else's rows, on any PostgreSQL (no extension needed) and on SQLite.
+    """
+
+    __tablename__ = "entry_terms"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    term: Mapped[str] = mapped_column(sa.String(8), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class EntryTag(db.Model):
+    """A `#tag` written in an entry's text, lower-cased; kept in step with the text."""
+
+    __tablename__ = "entry_tags"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("entries.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class EntryImport(db.Model):
+    """Which imported record an entry came from, so importing a file twice adds nothing."""
+
+    __tablename__ = "entry_imports"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    # sha256 of the record's creation time and text: the same entry from the
+    # same (or another) source has the same key.
+    import_key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("entries.id", ondelete="CASCADE"), index=True
+    )

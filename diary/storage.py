@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -59,6 +59,8 @@ class S3Storage:
     ) -> None:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
+        # Short-timeout clients for health checks, by timeout (see check()).
+        self._probe_clients: dict[float, Any] = {}
         self.url_expires = url_expires
         # Explicit, short bounds: the original service hung until the proxy cut the
         # request when S3 was unreachable from inside the VPC.
@@ -70,9 +72,7 @@ class S3Storage:
             signature_version="s3v4",
             s3={"addressing_style": "path" if endpoint_url else "auto"},
         )
-        self.client = boto3.session.Session().client(
-            "s3", endpoint_url=endpoint_url, config=config
-        )
+        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
 
     def _unavailable(self, action: str, error: Exception) -> StorageUnavailable:
         where = self.endpoint_url or f"s3 bucket {self.bucket}"
@@ -109,7 +109,9 @@ class S3Storage:
             except (BotoCoreError, ClientError) as error:
                 raise self._unavailable("delete", error) from error
             if errors := response.get("Errors"):
-                raise self._unavailable("delete", RuntimeError(f"{len(errors)} objects not deleted"))
+                raise self._unavailable(
+                    "delete", RuntimeError(f"{len(errors)} objects not deleted")
+                )
 
     def url(self, key: str) -> str:
         # Signing is local: no round trip to S3 per image.
@@ -128,6 +130,24 @@ class S3Storage:
     def describe(self) -> str:
         endpoint = f" endpoint={self.endpoint_url}" if self.endpoint_url else ""
         return f"s3 bucket={self.bucket} region={self.client.meta.region_name}{endpoint}"
+
+    def probe_client(self, timeout: float) -> Any:
+        """A client like `client` but bounded by `timeout` and without retries (health checks)."""
+        config = self.client.meta.config.merge(
+            Config(
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                retries={"max_attempts": 1, "mode": "standard"},
+            )
+        )
+        return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
+
+    def check(self, timeout: float) -> None:
+        """Raise unless the bucket answers a HEAD within `timeout` seconds (readiness)."""
+        client = self._probe_clients.get(timeout)
+        if client is None:
+            client = self._probe_clients[timeout] = self.probe_client(timeout)
+        client.head_bucket(Bucket=self.bucket)
 
 
 class LocalStorage:
@@ -169,6 +189,12 @@ class LocalStorage:
 
     def describe(self) -> str:
         return f"local folder={self.root}"
+
+    def check(self, timeout: float) -> None:
+        """Raise unless the folder exists (or can be made) and is writable (readiness)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+            pass
 
 
 def init_app(app: Flask) -> None:

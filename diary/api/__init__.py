@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from . import entries, openapi  # noqa: E402,F401  (routes register on bp)
+from . import entries, features, openapi  # noqa: E402,F401  (routes register on bp)

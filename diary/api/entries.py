@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Response, g, jsonify, request, url_for
 
-from .. import entries
+from .. import entries, search, tags
 from ..auth import token_required
 from ..errors import InvalidInput
 from ..models import Entry
@@ -63,7 +63,13 @@ def list_entries() -> Response:
     limit = entries.parse_limit(request.args.get("limit"))
     raw_cursor = request.args.get("cursor")
     cursor = entries.Cursor.decode(raw_cursor) if raw_cursor else None
-    page = entries.list_entries(g.user, limit=limit, cursor=cursor)
+    page = entries.list_entries(
+        g.user,
+        limit=limit,
+        cursor=cursor,
+        q=search.parse_query(request.args.get("q")),
+        tag=tags.parse_tag(request.args.get("tag")),
+    )
     return jsonify(items=[entry_json(e) for e in page.items], next_cursor=page.next_cursor)
 
 

@@ -36,6 +36,59 @@ def _json(schema_name: str, description: str) -> dict[str, Any]:
     }
 
 
+# Tags, export and import (issue 6).
+FEATURE_PATHS: dict[str, Any] = {
+    "/api/v1/tags": {
+        "get": {
+            "operationId": "listTags",
+            "summary": "The caller's tags with how many live entries carry each, most used first.",
+            "responses": {"200": _json("TagList", "The tags."), "401": PROBLEM},
+        }
+    },
+    "/api/v1/export": {
+        "get": {
+            "operationId": "exportDiary",
+            "summary": "Every live entry with its photos as one ZIP (docs/export-format.md).",
+            "responses": {
+                "200": {
+                    "description": "The archive, streamed.",
+                    "content": {"application/zip": {"schema": {"type": "string"}}},
+                },
+                "401": PROBLEM,
+                "503": PROBLEM,
+            },
+        }
+    },
+    "/api/v1/import": {
+        "post": {
+            "operationId": "importDiary",
+            "summary": (
+                "Import a diary export ZIP or a Day One JSON export (or its ZIP). "
+                "All or nothing; entries already imported are skipped."
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string"}},
+                            "required": ["file"],
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("ImportResult", "What was imported."),
+                "400": PROBLEM,
+                "401": PROBLEM,
+                "413": PROBLEM,
+                "503": PROBLEM,
+            },
+        }
+    },
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -65,6 +118,21 @@ DOCUMENT: dict[str, Any] = {
                         "in": "query",
                         "description": "`next_cursor` of the previous page.",
                         "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "description": (
+                            "Only entries whose text contains this, case-insensitively; "
+                            "works for Japanese (no spaces needed), from one character."
+                        ),
+                        "schema": {"type": "string", "maxLength": 100},
+                    },
+                    {
+                        "name": "tag",
+                        "in": "query",
+                        "description": "Only entries with this #tag (the # is optional).",
+                        "schema": {"type": "string", "maxLength": 100},
                     },
                 ],
                 "responses": {
@@ -142,6 +210,7 @@ DOCUMENT: dict[str, Any] = {
                 },
             },
         },
+        **FEATURE_PATHS,
         "/": {
             "get": {
                 "operationId": "legacyList",
@@ -244,6 +313,38 @@ DOCUMENT: dict[str, Any] = {
                 "properties": {
                     "items": {"type": "array", "items": {"$ref": "#/components/schemas/Entry"}},
                     "next_cursor": {"type": ["string", "null"]},
+                },
+            },
+            "TagList": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["items"],
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["tag", "count"],
+                            "properties": {
+                                "tag": {"type": "string"},
+                                "count": {"type": "integer", "minimum": 1},
+                            },
+                        },
+                    }
+                },
+            },
+            "ImportResult": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["imported", "skipped"],
+                "properties": {
+                    "imported": {"type": "integer", "minimum": 0},
+                    "skipped": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Entries already imported before.",
+                    },
                 },
             },
             "LegacyEntry": {

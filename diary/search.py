@@ -1,0 +1,161 @@
+"""Full-text search that works for Japanese (no spaces) and English, on any database.
+
+Each entry's text is cut into overlapping character pairs ("bigrams") and
+single characters, stored in `entry_terms` keyed by (user_id, term, entry_id).
+A query is cut the same way; the entries holding every one of its terms are
+the candidates, read from that B-tree for this user only, and a substring
+match on the text confirms them (a bigram index cannot tell "abc" from
+"ab ... bc"). This needs no extension: pg_trgm cannot index queries shorter
+than three characters, and two-character words (朝食, 日記) are everyday
+Japanese. SQLite uses the same table.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from . import tags
+from .errors import InvalidInput
+from .extensions import db
+from .models import Entry, EntryTag, EntryTerm, User
+
+MAX_QUERY_CHARS = 100
+# Enough pairs to make a candidate set small; the substring check does the rest.
+MAX_QUERY_TERMS = 12
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    """The form both texts and queries are indexed in: lower case, single spaces.
+
+    Deliberately no further folding (such as NFKC): the substring check that
+    confirms a candidate compares lower-cased text, and both must agree.
+    """
+    return _SPACES.sub(" ", text.lower()).strip()
+
+
+def text_terms(text: str) -> set[str]:
+    """Every single character and every adjacent pair of `text` (spaces alone are skipped)."""
+    folded = normalise(text)
+    terms = {char for char in folded if not char.isspace()}
+    terms.update(
+        pair for pair in (folded[i : i + 2] for i in range(len(folded) - 1)) if pair.strip()
+    )
+    return terms
+
+
+def query_terms(query: str) -> list[str]:
+    """The terms a query needs: its pairs, or the character itself for a one-character query."""
+    folded = normalise(query)
+    if len(folded) == 1:
+        return [folded]
+    pairs = dict.fromkeys(
+        pair for pair in (folded[i : i + 2] for i in range(len(folded) - 1)) if pair.strip()
+    )
+    return list(pairs)[:MAX_QUERY_TERMS]
+
+
+def parse_query(raw: str | None) -> str | None:
+    """A `q=` parameter: None when absent or blank, else the trimmed query."""
+    if raw is None or not raw.strip():
+        return None
+    query = raw.strip()
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInput("q", f"The search is longer than {MAX_QUERY_CHARS} characters.")
+    if "\x00" in query or "\ufffd" in query:
+        raise InvalidInput("q", "The search contains characters that cannot be searched for.")
+    return query
+
+
+def index_entry(entry: Entry) -> None:
+    """Bring the entry's search terms and tags in step with its text.
+
+    Call before committing any change to an entry's text; the rows go in the
+    same transaction, so the index is never out of step with a committed text.
+    """
+    if entry.id is None:
+        db.session.flush()
+    db.session.execute(sa.delete(EntryTerm).where(EntryTerm.entry_id == entry.id))
+    db.session.execute(sa.delete(EntryTag).where(EntryTag.entry_id == entry.id))
+    terms = [
+        {"user_id": entry.user_id, "term": term, "entry_id": entry.id}
+        for term in sorted(text_terms(entry.text))
+    ]
+    if terms:
+        db.session.execute(sa.insert(EntryTerm), terms)
+    if tag_rows := tags.tag_rows(entry):
+        db.session.execute(sa.insert(EntryTag), tag_rows)
+
+
+def matching(user: User, query: str) -> sa.ColumnElement[bool]:
+    """A WHERE clause on Entry: the user's entries whose text contains `query`.
+
+    The candidates come from entry_terms (index only, this user only); the
+    case-insensitive substring test then confirms each candidate.
+    """
+    terms = query_terms(query)
+    if not terms:
+        return sa.false()
+    candidates = (
+        sa.select(EntryTerm.entry_id)
+        .where(EntryTerm.user_id == user.id, EntryTerm.term.in_(terms))
+        .group_by(EntryTerm.entry_id)
+        .having(sa.func.count() == len(terms))
+    )
+    return sa.and_(
+        Entry.id.in_(candidates),
+        sa.func.lower(Entry.text).contains(query.lower(), autoescape=True),
+    )
+
+
+def reindex_all(batch_size: int = 200) -> int:
+    """Rebuild the terms and tags of every entry (after the migration adds the tables)."""
+    done = 0
+    last_id = 0
+    while True:
+        batch = list(
+            db.session.scalars(
+                sa.select(Entry).where(Entry.id > last_id).order_by(Entry.id).limit(batch_size)
+            )
+        )
+        if not batch:
+            return done
+        for entry in batch:
+            index_entry(entry)
+        db.session.commit()
+        done += len(batch)
+        last_id = batch[-1].id
+        db.session.expunge_all()
+
+
+def highlight_spans(text: str, query: str | None) -> list[tuple[str, bool]]:
+    """`text` cut into (piece, is_match) pieces for the page to mark up; case-insensitive."""
+    if not query:
+        return [(text, False)]
+    pattern = re.compile(re.escape(query.strip()), re.IGNORECASE)
+    pieces: list[tuple[str, bool]] = []
+    position = 0
+    for match in pattern.finditer(text):
+        if match.start() > position:
+            pieces.append((text[position : match.start()], False))
+        pieces.append((match.group(0), True))
+        position = match.end()
+    if position < len(text):
+        pieces.append((text[position:], False))
+    return pieces
+
+
+def excerpt(text: str, query: str | None, radius: int = 80) -> list[tuple[str, bool]]:
+    """A window of `text` around the first match, cut into highlight pieces."""
+    if query:
+        found = text.lower().find(query.strip().lower())
+        if found >= 0 and len(text) > 2 * radius:
+            start = max(found - radius, 0)
+            end = min(found + len(query) + radius, len(text))
+            text = ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+    elif len(text) > 2 * radius:
+        text = text[: 2 * radius] + "…"
+    return highlight_spans(text, query)

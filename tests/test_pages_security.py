@@ -1,0 +1,357 @@
+"""What keeps the diary private: CSRF, sign-in throttling, security headers, configuration."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import sqlalchemy as sa
+
+from diary import ConfigError, create_app
+from diary.config import from_env
+from diary.extensions import db
+from diary.models import ApiToken, Entry
+from diary.security import bucket_origins
+
+from .pages_support import BROWSER, PASSWORD, main_text, page, sign_in, write
+from .servers import unavailable
+
+
+def csrf_token(html: str) -> str:
+    return html.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+
+
+@pytest.fixture
+def csrf_app(app_with):
+    return app_with(WTF_CSRF_ENABLED=True)
+
+
+def sign_in_with_csrf(client, email):
+    token = csrf_token(page(client, "/login"))
+    response = client.post(
+        "/login", data={"email": email, "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("/write", {"text": "forged"}),
+        ("/entries/{id}/edit", {"text": "forged"}),
+        ("/entries/{id}/delete", {}),
+        ("/settings", {"display_name": "forged", "time_zone": "", "language": ""}),
+        (
+            "/settings/password",
+            {"current_password": PASSWORD, "new_password": "forged pw 1", "confirm": "forged pw 1"},
+        ),
+        ("/settings/tokens", {"name": "forged"}),
+        ("/logout", {}),
+        ("/trash/{id}/restore", {}),
+        ("/trash/{id}/delete", {}),
+        ("/settings/tokens/1/revoke", {}),
+    ],
+)
+@pytest.mark.parametrize("token", [None, "not-the-token"])
+def test_a_form_posted_without_a_valid_csrf_token_is_rejected(csrf_app, path, data, token):
+    from diary.accounts import create_user, issue_token
+    from diary.models import utcnow
+
+    with csrf_app.app_context():
+        user = create_user("victim@example.com", PASSWORD)
+        issue_token(user, "existing")
+        trashed_at = utcnow() if path.startswith("/trash") else None
+        entry = Entry(user_id=user.id, text="original", deleted_at=trashed_at)
+        db.session.add(entry)
+        db.session.commit()
+        entry_id = entry.id
+    client = csrf_app.test_client()
+    sign_in_with_csrf(client, "victim@example.com")
+    if token is not None:
+        data = {**data, "csrf_token": token}
+
+    response = client.post(path.format(id=entry_id), data=data, headers=BROWSER)
+
+    assert response.status_code == 400
+    assert "The form has expired" in main_text(response.text)
+    with csrf_app.app_context():
+        entry = db.session.get(Entry, entry_id)
+        assert entry is not None and entry.text == "original"
+        assert entry.deleted_at == trashed_at
+        tokens = db.session.scalars(sa.select(ApiToken)).all()
+        assert [(t.name, t.revoked_at) for t in tokens] == [("existing", None)]
+    # Still signed in: the forged sign-out did nothing either.
+    assert client.get("/settings", headers=BROWSER).status_code == 200
+
+
+def test_sign_in_itself_needs_the_csrf_token(csrf_app):
+    from diary.accounts import create_user
+
+    with csrf_app.app_context():
+        create_user("victim@example.com", PASSWORD)
+
+    response = csrf_app.test_client().post(
+        "/login", data={"email": "victim@example.com", "password": PASSWORD}, headers=BROWSER
+    )
+
+    assert response.status_code == 400
+
+
+def test_forms_with_the_token_go_through(csrf_app):
+    from diary.accounts import create_user
+
+    with csrf_app.app_context():
+        create_user("writer@example.com", PASSWORD)
+    client = csrf_app.test_client()
+    sign_in_with_csrf(client, "writer@example.com")
+    token = csrf_token(page(client, "/write"))
+
+    response = client.post("/write", data={"text": "real", "csrf_token": token})
+
+    assert response.status_code == 302
+
+
+# --- sign-in throttling ----------------------------------------------------
+# Redis outlives a test (and the limiter's key prefix is fixed by the first app
+# that binds it), so every test uses addresses and accounts nobody used before.
+
+
+def redis_url() -> str:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            pass
+    except OSError:
+        unavailable("Redis is not reachable at 127.0.0.1:6379")
+    return "redis://127.0.0.1:6379"
+
+
+def fresh_address() -> str:
+    a, b, c = os.urandom(3)
+    return f"10.{a}.{b}.{c}"
+
+
+def fresh_email(name: str) -> str:
+    return f"{name}-{os.urandom(4).hex()}@example.com"
+
+
+@pytest.fixture(params=["memory", "redis"])
+def throttled_app(request, app_with):
+    """Small limits, on in-process memory and on the shared Redis storage."""
+    storage = "memory://" if request.param == "memory" else redis_url()
+    return app_with(
+        RATELIMIT_STORAGE_URI=storage,
+        SIGNIN_LIMIT_PER_ADDRESS="5 per 15 minutes",
+        SIGNIN_LIMIT_PER_ACCOUNT="3 per 15 minutes",
+    )
+
+
+def attempt(client, email, password, address):
+    return client.post(
+        "/login",
+        data={"email": email, "password": password},
+        headers=BROWSER,
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def make_account(app, name):
+    from diary.accounts import create_user
+
+    email = fresh_email(name)
+    with app.app_context():
+        create_user(email, PASSWORD)
+    return email
+
+
+def test_failed_sign_ins_lock_the_account_even_from_new_addresses(throttled_app):
+    target = make_account(throttled_app, "target")
+    bystander = make_account(throttled_app, "bystander")
+    client = throttled_app.test_client()
+
+    for _ in range(3):
+        assert attempt(client, target, "guess", fresh_address()).status_code == 401
+    blocked = attempt(client, target.upper(), PASSWORD, fresh_address())
+
+    assert blocked.status_code == 429
+    assert "Too many attempts" in main_text(blocked.text)
+    assert "Retry-After" in blocked.headers
+    assert client.get("/settings", headers=BROWSER).status_code == 302
+    # Another account is not affected.
+    assert attempt(client, bystander, PASSWORD, fresh_address()).status_code == 302
+
+
+def test_failed_sign_ins_lock_out_the_address_across_accounts(throttled_app):
+    client = throttled_app.test_client()
+    address = fresh_address()
+
+    statuses = [
+        attempt(client, fresh_email("guess"), "guess", address).status_code for _ in range(6)
+    ]
+
+    assert statuses == [401] * 5 + [429]
+    assert attempt(client, fresh_email("other"), "x", fresh_address()).status_code == 401
+
+
+def test_the_throttle_page_is_in_japanese_for_japanese_browsers(throttled_app):
+    client = throttled_app.test_client()
+    address = fresh_address()
+    for _ in range(5):
+        attempt(client, fresh_email("guess"), "guess", address)
+
+    blocked = client.post(
+        "/login",
+        data={"email": fresh_email("x"), "password": "guess"},
+        headers={**BROWSER, "Accept-Language": "ja"},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+    assert blocked.status_code == 429
+    assert "試行回数が多すぎます" in main_text(blocked.text)
+
+
+def test_successful_sign_ins_are_not_counted(throttled_app):
+    email = make_account(throttled_app, "regular")
+    client = throttled_app.test_client()
+    address = fresh_address()
+
+    for _ in range(8):
+        assert attempt(client, email, PASSWORD, address).status_code == 302
+        client.post("/logout", headers=BROWSER, environ_base={"REMOTE_ADDR": address})
+
+
+def test_the_throttle_uses_the_address_forwarded_by_the_one_proxy(throttled_app):
+    client = throttled_app.test_client()
+    proxy = fresh_address()
+
+    def via_proxy(client_address):
+        return client.post(
+            "/login",
+            data={"email": fresh_email("someone"), "password": "guess"},
+            headers={**BROWSER, "X-Forwarded-For": client_address},
+            environ_base={"REMOTE_ADDR": proxy},
+        ).status_code
+
+    # Ten clients behind one load balancer each have their own count.
+    assert [via_proxy(fresh_address()) for _ in range(10)] == [401] * 10
+    one_client = fresh_address()
+    assert [via_proxy(one_client) for _ in range(6)] == [401] * 5 + [429]
+
+
+def test_with_redis_the_counts_live_in_redis_where_every_instance_sees_them(app_with):
+    import redis
+
+    url = redis_url()
+    client = app_with(RATELIMIT_STORAGE_URI=url).test_client()
+    email = fresh_email("shared")
+
+    assert attempt(client, email, "guess", fresh_address()).status_code == 401
+
+    with redis.Redis.from_url(url) as server:
+        keys = [key.decode() for key in server.scan_iter(match=f"*{email}*")]
+    assert len(keys) == 1 and "signin-account" in keys[0]
+
+
+# --- security headers --------------------------------------------------------
+
+
+def test_pages_carry_a_strict_content_security_policy_and_friends(app, client, user):
+    sign_in(client, user.email)
+    response = client.get("/", headers=BROWSER)
+
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in response.headers["Content-Security-Policy"].split(";")
+    )
+    assert policy["script-src"] == "'self'"
+    assert "'unsafe-inline'" not in response.headers["Content-Security-Policy"]
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["default-src"] == "'self'"
+    assert policy["img-src"].split()[:2] == ["'self'", "blob:"]
+    if app.config["BUCKET"]:
+        assert app.config["S3_ENDPOINT_URL"] in policy["img-src"].split()
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    assert "Strict-Transport-Security" not in response.headers
+
+
+def test_the_pages_have_no_inline_script_or_style(client, user):
+    sign_in(client, user.email)
+    write(client, "hello")
+
+    for path in ("/", "/write", "/trash", "/settings", "/settings/tokens", "/entries/1/edit"):
+        html = page(client, path)
+        assert "<script>" not in html and " style=" not in html and "<style" not in html
+        assert "http://" not in html.split("<main")[0] and "https://" not in html.split("<main")[0]
+
+
+def test_hsts_only_when_the_request_came_over_https(client):
+    plain = client.get("/login", headers=BROWSER)
+    proxied = client.get("/login", headers={**BROWSER, "X-Forwarded-Proto": "https"})
+
+    assert "Strict-Transport-Security" not in plain.headers
+    assert proxied.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({}, []),
+        (
+            {"BUCKET": "diary-photos", "AWS_REGION": "ap-northeast-1"},
+            [
+                "https://diary-photos.s3.ap-northeast-1.amazonaws.com",
+                "https://diary-photos.s3.amazonaws.com",
+            ],
+        ),
+        (
+            {"BUCKET": "my.photos", "AWS_REGION": "eu-west-1"},
+            ["https://s3.eu-west-1.amazonaws.com"],
+        ),
+        ({"BUCKET": "b", "S3_ENDPOINT_URL": "http://127.0.0.1:9000/"}, ["http://127.0.0.1:9000"]),
+    ],
+)
+def test_images_are_allowed_from_the_buckets_origin_only(config, expected):
+    assert bucket_origins(config) == expected
+
+
+# --- configuration -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DEFAULT_TIMEZONE": "Tokyo"}, "DEFAULT_TIMEZONE"),
+        ({"ALLOW_SIGNUP": "maybe"}, "ALLOW_SIGNUP"),
+        ({"RATELIMIT_STORAGE_URI": "ftp://x"}, "RATELIMIT_STORAGE_URI"),
+        ({"SESSION_COOKIE_SECURE": "sometimes"}, "SESSION_COOKIE_SECURE"),
+    ],
+)
+def test_bad_page_settings_stop_the_app_naming_the_variable(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        from_env(env)
+
+
+def test_an_unknown_default_time_zone_in_the_config_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="DEFAULT_TIMEZONE"):
+        create_app(
+            {
+                "TESTING": True,
+                "DEFAULT_TIMEZONE": "Nowhere/Special",
+                "LOCAL_STORAGE_DIR": str(tmp_path),
+            }
+        )
+
+
+def test_page_settings_from_the_environment():
+    config = from_env(
+        {
+            "ALLOW_SIGNUP": "true",
+            "DEFAULT_TIMEZONE": "Europe/Berlin",
+            "RATELIMIT_STORAGE_URI": "redis://cache:6379/0",
+        }
+    )
+
+    assert config["ALLOW_SIGNUP"] is True
+    assert config["DEFAULT_TIMEZONE"] == "Europe/Berlin"
+    assert config["RATELIMIT_STORAGE_URI"] == "redis://cache:6379/0"
