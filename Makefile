@@ -10,6 +10,7 @@ export FLASK_APP := diary
 CFN_TEMPLATES = $(wildcard deploy/*.yaml deploy/*.yml)
 
 .PHONY: run test lint format check-migrations install clean translations
+.PHONY: bench resilience
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,14 @@ run: $(STAMP)
 ## test: set up, lint, check migrations for drift, run the whole suite
 test: $(STAMP) lint check-migrations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bench: real gunicorn + PostgreSQL + S3 under wrk; prints figures and targets (not in `make test`)
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## resilience: the resilience suite with the full 60 s load phases (`make test` runs it for 10 s)
+resilience: $(STAMP)
+	RESILIENCE_SECONDS=$${RESILIENCE_SECONDS:-60} $(BIN)/python -m pytest -m resilience tests/resilience $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

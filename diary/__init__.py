@@ -46,14 +46,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
 
-    from . import cli, errors, features_cli
+    from . import cli, doctor, errors, features_cli, health, migrate_lock, storage_maintenance
 
     errors.init_app(app)
     cli.init_app(app)
     features_cli.init_app(app)
-
-    from . import doctor, health, migrate_lock
-
+    storage_maintenance.init_app(app)
     health.init_app(app)
     doctor.init_app(app)
     migrate_lock.init_app(app)

@@ -32,10 +32,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from werkzeug.datastructures import FileStorage
 
 from . import search, tags
-from .entries import MAX_IMAGES_PER_ENTRY, clean_text, discard_objects
+from .entries import MAX_IMAGES_PER_ENTRY, clean_text, discard_objects, image_row, store_image
 from .errors import ContentTooLarge, InvalidInput
 from .extensions import db
-from .images import IncomingImage, inspect_upload, new_storage_key
+from .images import IncomingImage, inspect_upload
 from .models import Entry, EntryImport, Image, User
 from .storage import S3Storage, StorageUnavailable, current_storage
 
@@ -348,20 +348,12 @@ def import_entries(user: User, records: Sequence[IncomingEntry]) -> ImportResult
             )
             for position, photo in enumerate(record.photos):
                 image = _checked_photo(photo, record.label)
-                key = new_storage_key(user.id, image.extension)
-                current_storage().put(key, image.stream, content_type=image.content_type)
-                stored.append(key)
-                entry.images.append(
-                    Image(
-                        storage_key=key,
-                        content_type=image.content_type,
-                        byte_size=image.byte_size,
-                        width=image.width,
-                        height=image.height,
-                        original_filename=image.original_filename,
-                        position=position,
-                    )
-                )
+                try:
+                    keys = store_image(user.id, image)
+                finally:
+                    image.close()
+                stored.extend(keys)
+                entry.images.append(image_row(image, keys, position))
             db.session.add(entry)
             search.index_entry(entry)
             db.session.add(

@@ -19,7 +19,14 @@ from werkzeug.exceptions import NotFound
 from . import search, tags
 from .errors import InvalidInput
 from .extensions import db
-from .images import IncomingImage, inspect_upload, new_storage_key, object_keys
+from .images import (
+    IncomingImage,
+    close_all,
+    inspect_uploads,
+    new_storage_prefix,
+    object_keys,
+    variant_key,
+)
 from .models import Entry, Image, User, utcnow
 from .storage import StorageUnavailable, current_storage
 
@@ -141,16 +148,15 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
     if len(uploads) > MAX_IMAGES_PER_ENTRY:
         raise InvalidInput("file", f"At most {MAX_IMAGES_PER_ENTRY} photos per entry.")
     text = clean_text(text, has_images=bool(uploads))
-    # Check every photo before storing any, so a bad third photo stores nothing.
-    incoming = [inspect_upload(upload) for upload in uploads]
+    incoming = inspect_uploads(uploads)
 
     entry = Entry(user_id=user.id, text=text)
     stored: list[str] = []
     try:
         for position, image in enumerate(incoming):
-            key = _store(user, image)
-            stored.append(key)
-            entry.images.append(_image_row(image, key, position))
+            keys = store_image(user.id, image)
+            stored.extend(keys)
+            entry.images.append(image_row(image, keys, position))
         db.session.add(entry)
         search.index_entry(entry)
         db.session.commit()
@@ -158,18 +164,34 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
         db.session.rollback()
         discard_objects(stored)
         raise
+    finally:
+        close_all(incoming)
     return get_entry(user, entry.id)
 
 
-def _store(user: User, image: IncomingImage) -> str:
-    key = new_storage_key(user.id, image.extension)
-    current_storage().put(key, image.stream, content_type=image.content_type)
-    return key
+def store_image(user_id: int, image: IncomingImage) -> list[str]:
+    """Upload every size of a photo under one fresh prefix; the keys, original first.
+
+    If one size fails, the sizes already uploaded are removed before the error
+    goes on, so the caller only ever has to clean up what this returned.
+    """
+    prefix = new_storage_prefix(user_id)
+    keys: list[str] = []
+    try:
+        for variant in image.variants:
+            key = variant_key(prefix, variant)
+            current_storage().put(key, variant.stream, content_type=variant.content_type)
+            keys.append(key)
+    except BaseException:
+        discard_objects(keys)
+        raise
+    return keys
 
 
-def _image_row(image: IncomingImage, key: str, position: int) -> Image:
-    return Image(
-        storage_key=key,
+def image_row(image: IncomingImage, keys: Sequence[str], position: int) -> Image:
+    """The Image row for a stored photo: the original's facts and each size's."""
+    row = Image(
+        storage_key=keys[0],
         content_type=image.content_type,
         byte_size=image.byte_size,
         width=image.width,
@@ -177,6 +199,16 @@ def _image_row(image: IncomingImage, key: str, position: int) -> Image:
         original_filename=image.original_filename,
         position=position,
     )
+    for variant, key in zip(image.variants[1:], keys[1:], strict=True):
+        record_size(row, variant.name, key, variant.width, variant.height, variant.byte_size)
+    return row
+
+
+def record_size(row: Image, size: str, key: str, width: int, height: int, byte_size: int) -> None:
+    setattr(row, f"{size}_key", key)
+    setattr(row, f"{size}_width", width)
+    setattr(row, f"{size}_height", height)
+    setattr(row, f"{size}_bytes", byte_size)
 
 
 def discard_objects(keys: Sequence[str]) -> None:
@@ -270,7 +302,7 @@ def update_entry(
     if len(keeping) + len(uploads) > MAX_IMAGES_PER_ENTRY:
         raise InvalidInput("file", f"At most {MAX_IMAGES_PER_ENTRY} photos per entry.")
     entry.text = clean_text(text, has_images=bool(keeping or uploads))
-    incoming = [inspect_upload(upload) for upload in uploads]
+    incoming = inspect_uploads(uploads)
 
     rank = {image_id: number for number, image_id in enumerate(image_order)}
     keeping.sort(key=lambda image: (rank.get(image.id, len(rank)), image.position, image.id))
@@ -284,9 +316,9 @@ def update_entry(
         for position, image in enumerate(keeping):
             image.position = position
         for position, upload in enumerate(incoming, start=len(keeping)):
-            key = _store(user, upload)
-            stored.append(key)
-            entry.images.append(_image_row(upload, key, position))
+            keys = store_image(user.id, upload)
+            stored.extend(keys)
+            entry.images.append(image_row(upload, keys, position))
         entry.updated_at = utcnow()
         search.index_entry(entry)
         db.session.commit()
@@ -294,6 +326,8 @@ def update_entry(
         db.session.rollback()
         discard_objects(stored)
         raise
+    finally:
+        close_all(incoming)
     discard_objects(removed_keys)
     return get_entry(user, entry_id)
 

@@ -11,6 +11,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, json, render_template, request
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .extensions import db
@@ -118,6 +119,33 @@ def handle_storage_unavailable(error: StorageUnavailable) -> Response:
     return _error_page(503, "Service Unavailable", detail)
 
 
+def handle_database_unavailable(error: Exception) -> Response:
+    """The database is down or unreachable: a quick 503 the client may retry, never a hang.
+
+    connect_timeout and pool_pre_ping (diary/config.py) make the failure fast;
+    this turns it into an answer instead of a 500 and keeps the pool usable.
+    """
+    lost_connection = isinstance(
+        error, (sa_exc.OperationalError, sa_exc.InterfaceError)
+    ) or getattr(error, "connection_invalidated", False)
+    if isinstance(error, sa_exc.DBAPIError) and not lost_connection:
+        return handle_unexpected(error)
+    try:
+        db.session.rollback()
+    except sa_exc.SQLAlchemyError:
+        # The connection is already gone; the pool replaces it on the next checkout.
+        db.session.close()
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.path, type(error).__name__
+    )
+    detail = "The database is not reachable right now. Try again shortly."
+    if wants_problem_json():
+        return problem(503, detail, headers={"Retry-After": "5"})
+    response = _error_page(503, "Service Unavailable", detail)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 def handle_unexpected(error: Exception) -> Response:
     # Whatever failed, the session must not carry a broken transaction into the next request.
     db.session.rollback()
@@ -133,5 +161,10 @@ def handle_unexpected(error: Exception) -> Response:
 def init_app(app: Flask) -> None:
     app.register_error_handler(InvalidInput, handle_invalid_input)
     app.register_error_handler(StorageUnavailable, handle_storage_unavailable)
+    # DBAPIError covers the driver's view of a dropped connection, whatever class
+    # psycopg picks for it; anything else it covers is still a 500 (see the handler).
+    app.register_error_handler(sa_exc.DBAPIError, handle_database_unavailable)
+    app.register_error_handler(sa_exc.PendingRollbackError, handle_database_unavailable)
+    app.register_error_handler(sa_exc.TimeoutError, handle_database_unavailable)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(InternalServerError, handle_unexpected)

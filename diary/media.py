@@ -26,14 +26,20 @@ def photo(key: str) -> Response:
     if not isinstance(storage, LocalStorage) or user is None or owner_of_key(key) != user.id:
         abort(404)
     image = db.session.scalar(
-        sa.select(Image).join(Entry).where(Image.storage_key == key, Entry.user_id == user.id)
+        sa.select(Image)
+        .join(Entry)
+        .where(
+            sa.or_(Image.storage_key == key, Image.display_key == key, Image.thumb_key == key),
+            Entry.user_id == user.id,
+        )
     )
     if image is None:
         abort(404)
     path = storage.path(key)
     if not path.is_file():
         abort(404)
-    response = send_file(path, mimetype=image.content_type, conditional=True, max_age=None)
+    mimetype = image.content_type if key == image.storage_key else "image/webp"
+    response = send_file(path, mimetype=mimetype, conditional=True, max_age=None)
     response.headers["Cache-Control"] = IMMUTABLE_CACHE_CONTROL
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

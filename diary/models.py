@@ -108,6 +108,16 @@ class Image(db.Model):
     original_filename: Mapped[str] = mapped_column(sa.String(255), default="")
     position: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The sizes made from the original, beside it under the same key prefix.
+    # Empty for photos stored before sizes existed, until `flask storage backfill`.
+    display_key: Mapped[str | None] = mapped_column(sa.String(512))
+    display_width: Mapped[int | None]
+    display_height: Mapped[int | None]
+    display_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    thumb_key: Mapped[str | None] = mapped_column(sa.String(512))
+    thumb_width: Mapped[int | None]
+    thumb_height: Mapped[int | None]
+    thumb_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
 
     entry: Mapped[Entry] = relationship(back_populates="images", lazy="raise")
 

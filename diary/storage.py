@@ -10,7 +10,9 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -29,6 +31,13 @@ VPC_HINT = (
     "subnets), all traffic goes through the VPC: S3 needs a gateway VPC endpoint on the "
     "subnets' route table, or a NAT gateway"
 )
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    last_modified: datetime
+    size: int
 
 
 class StorageUnavailable(RuntimeError):
@@ -127,6 +136,16 @@ class S3Storage:
         except (BotoCoreError, ClientError) as error:
             raise self._unavailable("download", error) from error
 
+    def iter_objects(self) -> Iterator[StoredObject]:
+        """Every object in the bucket, a page of 1000 at a time."""
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield StoredObject(item["Key"], item["LastModified"], item["Size"])
+        except (BotoCoreError, ClientError) as error:
+            raise self._unavailable("listing", error) from error
+
     def describe(self) -> str:
         endpoint = f" endpoint={self.endpoint_url}" if self.endpoint_url else ""
         return f"s3 bucket={self.bucket} region={self.client.meta.region_name}{endpoint}"
@@ -186,6 +205,15 @@ class LocalStorage:
 
     def get(self, key: str) -> bytes:
         return self.path(key).read_bytes()
+
+    def iter_objects(self) -> Iterator[StoredObject]:
+        if not self.root.exists():
+            return
+        for path in self.root.rglob("*"):
+            if path.is_file():
+                stat = path.stat()
+                modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+                yield StoredObject(str(path.relative_to(self.root)), modified, stat.st_size)
 
     def describe(self) -> str:
         return f"local folder={self.root}"

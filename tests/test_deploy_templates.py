@@ -13,19 +13,37 @@ from cfnlint.decode import decode
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 TEMPLATES = sorted(DEPLOY.glob("*.yaml"))
 
+# cfn-lint's console entry point, run by this interpreter: no dependence on PATH or bin/.
+CFN_LINT = [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())"]
+
 
 def template(name: str) -> dict[str, Any]:
+    """The template as data; cfn-lint's decoder understands !Ref, !Sub and friends."""
     parsed, problems = decode(str(DEPLOY / name))
     assert not problems, problems
     return parsed
 
 
-def resources_of(name: str, resource_type: str) -> list[dict[str, Any]]:
+def resource(name: str, logical_id: str) -> dict[str, Any]:
+    return template(name)["Resources"][logical_id]
+
+
+def properties_of(name: str, resource_type: str) -> list[dict[str, Any]]:
     return [
-        resource["Properties"]
-        for resource in template(name)["Resources"].values()
-        if resource["Type"] == resource_type
+        each["Properties"]
+        for each in template(name)["Resources"].values()
+        if each["Type"] == resource_type
     ]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def trusted_service(role: dict[str, Any]) -> str:
+    (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Action"] == "sts:AssumeRole"
+    return statement["Principal"]["Service"]
 
 
 def test_all_three_stacks_are_there():
@@ -37,90 +55,163 @@ def test_all_three_stacks_are_there():
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
-def test_cfn_lint_passes(path: Path):
+def test_cfn_lint_finds_no_error_or_warning(path: Path):
+    """A template CloudFormation would reject fails here, not halfway through a deploy."""
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
+        [*CFN_LINT, str(path)], capture_output=True, text=True, check=False, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_database_is_private_encrypted_and_its_password_managed():
-    (database,) = resources_of("network-data.yaml", "AWS::RDS::DBInstance")
+# --- the shared stack ------------------------------------------------------------------
+
+
+def test_the_database_is_private_encrypted_and_its_password_never_in_a_template():
+    """Only the VPC reaches it, its disk is encrypted, and RDS keeps the password."""
+    (database,) = properties_of("network-data.yaml", "AWS::RDS::DBInstance")
+    assert database["Engine"] == "postgres"
     assert database["PubliclyAccessible"] is False
     assert database["StorageEncrypted"] is True
     assert database["ManageMasterUserPassword"] is True
     assert "MasterUserPassword" not in database
+    assert database["BackupRetentionPeriod"] >= 1
 
 
-def test_the_database_admits_postgres_only_from_the_service():
-    parsed = template("network-data.yaml")
-    database_group = parsed["Resources"]["DatabaseSecurityGroup"]["Properties"]
-    (rule,) = database_group["SecurityGroupIngress"]
-    assert (rule["FromPort"], rule["ToPort"], rule["IpProtocol"]) == (5432, 5432, "tcp")
+def test_the_database_admits_postgres_only_from_the_service_security_group():
+    """Port 5432 opens to the service's security group, never to an address range."""
+    group = resource("network-data.yaml", "DatabaseSecurityGroup")["Properties"]
+    (rule,) = group["SecurityGroupIngress"]
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 5432, 5432)
     assert rule["SourceSecurityGroupId"] == {"Ref": "ServiceSecurityGroup"}
-    assert "CidrIp" not in rule
+    assert not {"CidrIp", "CidrIpv6", "SourcePrefixListId"} & rule.keys()
 
 
-def test_s3_is_reachable_from_the_private_subnets_through_a_gateway_endpoint():
-    endpoints = resources_of("network-data.yaml", "AWS::EC2::VPCEndpoint")
-    gateway = [e for e in endpoints if e.get("VpcEndpointType") == "Gateway"]
-    assert len(gateway) == 1
-    assert gateway[0]["ServiceName"] == {"Fn::Sub": "com.amazonaws.${AWS::Region}.s3"}
-    assert gateway[0]["RouteTableIds"] == [{"Ref": "PrivateRouteTable"}]
-
-
-def test_the_bucket_is_private_and_encrypted():
-    (bucket,) = resources_of("network-data.yaml", "AWS::S3::Bucket")
-    assert all(bucket["PublicAccessBlockConfiguration"].values())
-    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
-    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-
-
-def trusted_services(name: str) -> set[str]:
-    return {
-        role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
-        for role in resources_of(name, "AWS::IAM::Role")
+def test_every_route_table_reaches_s3_through_the_gateway_endpoint():
+    """With VPC egress, S3 without an endpoint or NAT hangs: the original service's bug."""
+    parsed = template("network-data.yaml")
+    route_tables = {
+        logical_id
+        for logical_id, each in parsed["Resources"].items()
+        if each["Type"] == "AWS::EC2::RouteTable"
     }
+    (endpoint,) = [
+        each
+        for each in properties_of("network-data.yaml", "AWS::EC2::VPCEndpoint")
+        if each.get("VpcEndpointType") == "Gateway"
+    ]
+    assert endpoint["ServiceName"] == {"Fn::Sub": "com.amazonaws.${AWS::Region}.s3"}
+    attached = {
+        ref["Ref"] if "Ref" in ref else ref["Fn::If"][1]["Ref"] for ref in endpoint["RouteTableIds"]
+    }
+    assert attached == route_tables
+
+
+def test_the_photo_bucket_is_private_encrypted_and_tls_only():
+    (bucket,) = properties_of("network-data.yaml", "AWS::S3::Bucket")
+    block = bucket["PublicAccessBlockConfiguration"]
+    assert block == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    (policy,) = properties_of("network-data.yaml", "AWS::S3::BucketPolicy")
+    (deny,) = policy["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_shared_stack_exports_what_the_service_stacks_import():
+    outputs = template("network-data.yaml")["Outputs"]
+    for name in (
+        "VpcId",
+        "PrivateSubnet1",
+        "PrivateSubnet2",
+        "ServiceSecurityGroupId",
+        "DatabaseEndpoint",
+        "DatabasePort",
+        "DatabaseName",
+        "DatabaseSecretArn",
+        "BucketName",
+        "BucketArn",
+        "RepositoryUri",
+    ):
+        assert outputs[name]["Export"]["Name"] == {"Fn::Sub": f"${{AWS::StackName}}-{name}"}
+    assert outputs["DatabaseSecretArn"]["Value"] == {
+        "Fn::GetAtt": ["Database", "MasterUserSecret.SecretArn"]
+    }
+
+
+# --- App Runner ------------------------------------------------------------------------
 
 
 def test_app_runner_roles_trust_the_right_services():
-    assert trusted_services("apprunner.yaml") == {
-        "tasks.apprunner.amazonaws.com",
-        "build.apprunner.amazonaws.com",
-    }
+    """The instance role is the running app; the access role only pulls from ECR."""
+    assert trusted_service(resource("apprunner.yaml", "InstanceRole")) == (
+        "tasks.apprunner.amazonaws.com"
+    )
+    access = resource("apprunner.yaml", "AccessRole")
+    assert trusted_service(access) == "build.apprunner.amazonaws.com"
+    assert access["Properties"]["ManagedPolicyArns"] == [
+        "arn:aws:iam::aws:policy/service-role/AWSAppRunnerServicePolicyForECRAccess"
+    ]
 
 
 def test_app_runner_serves_8080_checks_healthz_and_egresses_through_the_vpc():
-    (service,) = resources_of("apprunner.yaml", "AWS::AppRunner::Service")
-    image = service["SourceConfiguration"]["ImageRepository"]
-    assert image["ImageConfiguration"]["Port"] == "8080"
+    (service,) = properties_of("apprunner.yaml", "AWS::AppRunner::Service")
+    image = service["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"]
+    assert image["Port"] == "8080"
     assert service["SourceConfiguration"]["AutoDeploymentsEnabled"] is True
-    assert service["HealthCheckConfiguration"]["Path"] == "/healthz"
     assert service["HealthCheckConfiguration"]["Protocol"] == "HTTP"
-    assert service["NetworkConfiguration"]["EgressConfiguration"]["EgressType"] == "VPC"
-    secrets = {s["Name"] for s in image["ImageConfiguration"]["RuntimeEnvironmentSecrets"]}
-    assert secrets == {"DB_SECRET", "SECRET_KEY"}
+    assert service["HealthCheckConfiguration"]["Path"] == "/healthz"
+    egress = service["NetworkConfiguration"]["EgressConfiguration"]
+    assert egress["EgressType"] == "VPC"
+    assert egress["VpcConnectorArn"] == {"Fn::GetAtt": ["VpcConnector", "VpcConnectorArn"]}
+    assert {s["Name"] for s in image["RuntimeEnvironmentSecrets"]} == {"DB_SECRET", "SECRET_KEY"}
+    env = {v["Name"]: v["Value"] for v in image["RuntimeEnvironmentVariables"]}
+    assert env["MIGRATE_ON_START"] == "true"
+    assert {"BUCKET", "AWS_REGION", "DB_ENDPOINT", "DB_PORT", "DB_NAME"} <= env.keys()
 
 
-def test_ecs_express_runs_the_same_image_privately_with_the_same_secrets():
-    (service,) = resources_of("ecs-express.yaml", "AWS::ECS::ExpressGatewayService")
+# --- ECS Express Mode ------------------------------------------------------------------
+
+
+def test_ecs_express_runs_the_same_image_on_8080_with_the_same_secrets():
+    (service,) = properties_of("ecs-express.yaml", "AWS::ECS::ExpressGatewayService")
     assert service["HealthCheckPath"] == "/healthz"
-    assert service["PrimaryContainer"]["ContainerPort"] == 8080
-    assert {s["Name"] for s in service["PrimaryContainer"]["Secrets"]} == {
-        "DB_SECRET",
-        "SECRET_KEY",
-    }
-    subnets = service["NetworkConfiguration"]["Subnets"]
-    assert all("PrivateSubnet" in str(subnet) for subnet in subnets)
+    container = service["PrimaryContainer"]
+    assert container["ContainerPort"] == 8080
+    assert {s["Name"] for s in container["Secrets"]} == {"DB_SECRET", "SECRET_KEY"}
+    env = {v["Name"]: v["Value"] for v in container["Environment"]}
+    assert env["MIGRATE_ON_START"] == "true"
+    assert {"BUCKET", "AWS_REGION", "DB_ENDPOINT", "DB_PORT", "DB_NAME"} <= env.keys()
+    (group,) = service["NetworkConfiguration"]["SecurityGroups"]
+    assert group == {"Fn::ImportValue": {"Fn::Sub": "${SharedStackName}-ServiceSecurityGroupId"}}
+
+
+def test_ecs_express_roles_trust_the_right_services():
+    assert trusted_service(resource("ecs-express.yaml", "InfrastructureRole")) == (
+        "ecs.amazonaws.com"
+    )
+    assert trusted_service(resource("ecs-express.yaml", "ExecutionRole")) == (
+        "ecs-tasks.amazonaws.com"
+    )
+    assert trusted_service(resource("ecs-express.yaml", "TaskRole")) == "ecs-tasks.amazonaws.com"
+
+
+# --- least privilege -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["apprunner.yaml", "ecs-express.yaml"])
-def test_the_service_may_touch_only_its_bucket_and_secrets(name: str):
-    for role in resources_of(name, "AWS::IAM::Role"):
+def test_inline_policies_name_their_actions_and_resources(name: str):
+    """No wildcard: the service touches its own bucket and its own secrets only."""
+    for role in properties_of(name, "AWS::IAM::Role"):
         for policy in role.get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:
-                assert statement["Resource"] != "*"
-                assert "*" not in statement["Action"]
+                actions = as_list(statement["Action"])
+                assert "*" not in actions
+                assert not any(action.endswith(":*") for action in actions)
+                assert "*" not in as_list(statement["Resource"])

@@ -34,6 +34,9 @@ def entry_json(entry: Entry) -> dict[str, Any]:
                 "height": image.height,
                 "bytes": image.byte_size,
                 "original_filename": image.original_filename,
+                # Sizes fall back to the original for photos not yet backfilled.
+                "display_url": storage.url(image.display_key or image.storage_key),
+                "thumbnail_url": storage.url(image.thumb_key or image.storage_key),
             }
             for image in entry.images
         ],

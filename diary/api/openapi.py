@@ -280,6 +280,8 @@ DOCUMENT: dict[str, Any] = {
                     "height",
                     "bytes",
                     "original_filename",
+                    "display_url",
+                    "thumbnail_url",
                 ],
                 "properties": {
                     "id": {"type": "integer"},
@@ -292,6 +294,14 @@ DOCUMENT: dict[str, Any] = {
                     "height": {"type": "integer", "minimum": 1},
                     "bytes": {"type": "integer", "minimum": 1},
                     "original_filename": {"type": "string"},
+                    "display_url": {
+                        "type": "string",
+                        "description": "About 1600 px on the long side, WebP.",
+                    },
+                    "thumbnail_url": {
+                        "type": "string",
+                        "description": "About 400 px on the long side, WebP.",
+                    },
                 },
             },
             "Entry": {

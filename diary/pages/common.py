@@ -31,15 +31,22 @@ def safe_next(target: str | None) -> str:
 def photo_url(image: Image, size: str = "original") -> str:
     """Template helper: a presigned URL (S3) or the app's own URL (local).
 
-    `size` ("original", "display", "thumb") is accepted for the resized copies
-    the photos work adds; until those exist every size is the original.
+    `size` is "original", "display" or "thumb"; a photo stored before sizes
+    existed (not yet backfilled) falls back to its original.
     """
-    return current_storage().url(image.storage_key)
+    key = getattr(image, f"{size}_key", None) if size != "original" else None
+    return current_storage().url(key or image.storage_key)
 
 
 def photo_srcset(image: Image) -> str:
     """Template helper: candidate URLs by width for `<img srcset>`."""
-    return f"{photo_url(image, 'original')} {image.width}w"
+    candidates = [
+        (photo_url(image, size), getattr(image, f"{size}_width"))
+        for size in ("thumb", "display")
+        if getattr(image, f"{size}_key")
+    ]
+    candidates.append((photo_url(image, "original"), image.width))
+    return ", ".join(f"{url} {width}w" for url, width in candidates)
 
 
 def no_store(response: Response) -> Response:

@@ -1,0 +1,190 @@
+"""Photos: checked by content, stripped of metadata, oriented, and stored in three sizes."""
+
+from __future__ import annotations
+
+import io
+
+import pillow_heif
+import pytest
+from PIL import Image as PILImage
+
+from diary.storage import S3Storage, current_storage
+
+from .conftest import row_counts, stored_keys
+
+GPS_IFD = 0x8825
+ORIENTATION = 0x0112
+
+
+def jpeg_with_gps_and_rotation(size=(300, 200), orientation=6) -> bytes:
+    """A phone-like JPEG: GPS coordinates in EXIF and 'rotate 90°' orientation."""
+    exif = PILImage.Exif()
+    exif[ORIENTATION] = orientation
+    exif[0x010F] = "PhoneMaker"
+    exif.get_ifd(GPS_IFD).update({1: "N", 2: (35.0, 39.0, 29.0), 3: "E", 4: (139.0, 42.0, 0.0)})
+    buffer = io.BytesIO()
+    PILImage.new("RGB", size, "orange").save(buffer, "JPEG", exif=exif, comment=b"secret place")
+    return buffer.getvalue()
+
+
+def post_photo(client, auth, data: bytes, name: str = "photo.jpg"):
+    return client.post(
+        "/api/v1/entries", data={"text": "photo", "file": (io.BytesIO(data), name)}, headers=auth
+    )
+
+
+def stored_object(app, key: str) -> bytes:
+    with app.app_context():
+        return current_storage().get(key)
+
+
+def test_gps_and_all_metadata_are_removed_and_orientation_applied(app, client, auth):
+    response = post_photo(client, auth, jpeg_with_gps_and_rotation())
+
+    assert response.status_code == 201, response.get_json()
+    image = response.get_json()["images"][0]
+    assert (image["width"], image["height"]) == (200, 300)  # rotated upright
+    with app.app_context():
+        from diary.extensions import db
+        from diary.models import Image
+
+        row = db.session.scalars(db.select(Image)).one()
+        keys = [row.storage_key, row.display_key, row.thumb_key]
+    for key in keys:
+        stored = PILImage.open(io.BytesIO(stored_object(app, key)))
+        assert not stored.getexif(), key
+        assert "exif" not in stored.info and "comment" not in stored.info, key
+        assert b"secret place" not in stored_object(app, key)
+
+
+def test_every_photo_gets_a_display_size_and_a_thumbnail(app, client, auth):
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (4000, 3000), "navy").save(buffer, "JPEG")
+
+    image = post_photo(client, auth, buffer.getvalue()).get_json()["images"][0]
+
+    assert (image["width"], image["height"]) == (4000, 3000)
+    with app.app_context():
+        from diary.extensions import db
+        from diary.models import Image
+
+        row = db.session.scalars(db.select(Image)).one()
+        assert (row.display_width, row.display_height) == (1600, 1200)
+        assert (row.thumb_width, row.thumb_height) == (400, 300)
+        assert row.display_key.rsplit("/", 1)[0] == row.storage_key.rsplit("/", 1)[0]
+        thumb = PILImage.open(io.BytesIO(current_storage().get(row.thumb_key)))
+        assert (thumb.format, thumb.size) == ("WEBP", (400, 300))
+        assert row.thumb_bytes == len(current_storage().get(row.thumb_key))
+    assert image["thumbnail_url"] != image["url"] != image["display_url"]
+
+
+def test_every_size_is_served_with_its_type_and_a_long_cache_lifetime(app, client, auth, jpeg):
+    image = post_photo(client, auth, jpeg).get_json()["images"][0]
+    with app.app_context():
+        storage = current_storage()
+        if not isinstance(storage, S3Storage):
+            # Local storage: the app itself serves each size after the ownership check.
+            for url, content_type in (
+                (image["url"], "image/jpeg"),
+                (image["display_url"], "image/webp"),
+                (image["thumbnail_url"], "image/webp"),
+            ):
+                with client.get(url, headers=auth) as served:
+                    assert served.status_code == 200
+                    assert served.mimetype == content_type
+                    assert "immutable" in served.headers["Cache-Control"]
+            return
+        heads = {
+            key: storage.client.head_object(Bucket=storage.bucket, Key=key)
+            for key in stored_keys(app)
+        }
+    assert {h["ContentType"] for k, h in heads.items() if k.endswith(".webp")} == {"image/webp"}
+    assert {h["ContentType"] for k, h in heads.items() if k.endswith(".jpg")} == {"image/jpeg"}
+    assert all("immutable" in h["CacheControl"] for h in heads.values())
+
+
+def test_heic_from_a_phone_is_accepted_and_stored_as_jpeg(app, client, auth):
+    heif = pillow_heif.from_pillow(PILImage.new("RGB", (64, 48), "green"))
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=80)
+
+    response = post_photo(client, auth, buffer.getvalue(), "IMG_0001.HEIC")
+
+    assert response.status_code == 201, response.get_json()
+    image = response.get_json()["images"][0]
+    assert (image["content_type"], image["width"], image["height"]) == ("image/jpeg", 64, 48)
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares a huge canvas: a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _truncated_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    PILImage.effect_noise((400, 400), 50).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
+REFUSED = [
+    pytest.param(b"Dear diary, this is plain text.", "notes.jpg", 415, id="renamed-text"),
+    pytest.param(b"<!doctype html><script>alert(1)</script>", "page.png", 415, id="html"),
+    pytest.param(
+        b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><rect/></svg>',
+        "vector.svg",
+        415,
+        id="svg",
+    ),
+    pytest.param(_truncated_jpeg(), "cut.jpg", 415, id="truncated-jpeg"),
+    pytest.param(_png_claiming(100_000, 100_000), "bomb.png", 413, id="decompression-bomb"),
+    pytest.param(b"", "empty.jpg", 415, id="empty"),
+]
+
+
+@pytest.mark.parametrize(("data", "name", "status"), REFUSED)
+def test_what_is_not_a_safe_photo_is_refused_and_nothing_stored(
+    app, client, auth, data, name, status
+):
+    response = post_photo(client, auth, data, name)
+
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    assert row_counts(app)["images"] == 0 and row_counts(app)["entries"] == 0
+    assert stored_keys(app) == set()
+
+
+def test_the_thumbnail_of_a_large_jpeg_is_made_in_draft_mode(monkeypatch):
+    """libjpeg decodes at reduced scale: the full 12 MP image is never decoded for sizes."""
+    from werkzeug.datastructures import FileStorage
+
+    from diary import images
+
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (4000, 3000), "red").save(buffer, "JPEG")
+    decoded_sizes: list[tuple[int, int]] = []
+    real_draft = PILImage.Image.draft
+
+    def recording_draft(self, mode, size):
+        result = real_draft(self, mode, size)
+        decoded_sizes.append(self.size)
+        return result
+
+    monkeypatch.setattr(PILImage.Image, "draft", recording_draft)
+    incoming = images.inspect_upload(FileStorage(io.BytesIO(buffer.getvalue()), "big.jpg"))
+    incoming.close()
+
+    assert decoded_sizes[0] == (2000, 1500)  # decoded at half scale, not 4000x3000
