@@ -124,3 +124,19 @@ def gunicorn_server(env: Mapping[str, str]) -> Iterator[str]:
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def flask_cli(env: Mapping[str, str], *args: str, stdin: str = "") -> str:
+    """Run `flask --app diary ...` as an operator would, in its own process; its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "diary", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

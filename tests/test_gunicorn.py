@@ -6,7 +6,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,22 +15,7 @@ import requests
 from PIL import Image as PILImage
 
 from .conftest import image_bytes, new_bucket
-from .servers import ROOT, gunicorn_server, postgres_database
-
-
-def flask_cli(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "diary", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+from .servers import flask_cli, gunicorn_server, postgres_database
 
 
 @pytest.fixture(scope="module")

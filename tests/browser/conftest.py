@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ..conftest import new_bucket
-from ..servers import ROOT, gunicorn_server, postgres_database, unavailable
+from ..servers import ROOT, flask_cli, gunicorn_server, postgres_database, unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -24,20 +22,6 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 PASSWORD = "browser password 1"
-
-
-def flask_cli(env: dict[str, str], *args: str, stdin: str = "") -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "diary", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(scope="session")
