@@ -158,7 +158,23 @@ def handle_unexpected(error: Exception) -> Response:
     return _error_page(500, server_error.name, "Something went wrong on our side.")
 
 
+def remove_session_even_if_the_database_is_gone(_error: BaseException | None) -> None:
+    """End the request's session without letting a dead connection fail the response.
+
+    When PostgreSQL shuts down mid-request, the ROLLBACK that closing the
+    session sends fails too; raised from teardown it would turn the 503 already
+    chosen into gunicorn's bare 500. Registered after Flask-SQLAlchemy's own
+    teardown, so it runs first and leaves that one nothing to do.
+    """
+    try:
+        db.session.remove()
+    except sa_exc.SQLAlchemyError as error:
+        log.warning("closing the database session failed: %s", type(error).__name__)
+        db.session.registry.clear()  # the connection is invalidated; the pool replaces it
+
+
 def init_app(app: Flask) -> None:
+    app.teardown_appcontext(remove_session_even_if_the_database_is_gone)
     app.register_error_handler(InvalidInput, handle_invalid_input)
     app.register_error_handler(StorageUnavailable, handle_storage_unavailable)
     # DBAPIError covers the driver's view of a dropped connection, whatever class

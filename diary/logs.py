@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.engine import make_url
 
@@ -137,9 +138,14 @@ def _request_id() -> str:
 def _user_id() -> int | None:
     """The signed-in user, if the request already looked them up (never a query of its own)."""
     user = g.get("user") or g.get("_login_user")
-    if user is not None and getattr(user, "is_authenticated", False):
-        return getattr(user, "id", None)
-    return None
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    # The identity map key, not `user.id`: after a rollback (the database just
+    # went away) the attribute is expired and reading it would query again,
+    # turning the 503 being answered into a 500 while logging it.
+    state = sa.inspect(user, raiseerr=False)
+    identity = state.identity if state is not None else None
+    return identity[0] if identity else None
 
 
 def _start_request() -> None:

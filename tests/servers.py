@@ -109,7 +109,8 @@ def gunicorn_server(env: Mapping[str, str]) -> Iterator[str]:
     """The real gunicorn with the project's gunicorn.conf.py."""
     port = free_port()
     full_env = {**os.environ, **env, "PORT": str(port)}
-    log_path = Path(env.get("GUNICORN_LOG", "/dev/null"))
+    # GUNICORN_LOG (in `env` or the test run's environment) keeps the server's log to read.
+    log_path = Path(env.get("GUNICORN_LOG") or os.environ.get("GUNICORN_LOG", "/dev/null"))
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],

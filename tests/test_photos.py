@@ -188,3 +188,21 @@ def test_the_thumbnail_of_a_large_jpeg_is_made_in_draft_mode(monkeypatch):
     incoming.close()
 
     assert decoded_sizes[0] == (2000, 1500)  # decoded at half scale, not 4000x3000
+
+
+def test_presigned_urls_are_reused_while_fresh_and_renewed_before_expiry(app, monkeypatch):
+    """Signing 60 URLs per page dominated the API's cost; a fresh URL is reused instead."""
+    with app.app_context():
+        storage = current_storage()
+        if not isinstance(storage, S3Storage):
+            return  # local storage serves app URLs, nothing is signed
+        first = storage.url("1/abc/original.jpg")
+        assert storage.url("1/abc/original.jpg") == first
+        assert storage.url("1/def/original.jpg") != first
+
+        clock = [storage._signed["1/abc/original.jpg"][1] - storage.url_expires / 4]
+        monkeypatch.setattr("diary.storage.time.monotonic", lambda: clock[0])
+        # With less than a third of its life left, a URL is signed afresh.
+        renewed = storage.url("1/abc/original.jpg")
+        assert storage._signed["1/abc/original.jpg"][1] > clock[0] + storage.url_expires / 2
+        assert renewed.startswith("http")

@@ -1,0 +1,1 @@
+"""Benchmark harness for diary: `make bench` or `python -m bench`."""
