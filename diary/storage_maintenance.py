@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.cli import AppGroup
 
+from .entries import record_size
 from .extensions import db
 from .images import make_sizes, variant_key
 from .models import Image, utcnow
@@ -92,10 +93,7 @@ def backfill_image(image: Image) -> None:
             key = variant_key(prefix, variant)
             storage.put(key, variant.stream, content_type=variant.content_type)
             stored.append(key)
-            setattr(image, f"{variant.name}_key", key)
-            setattr(image, f"{variant.name}_width", variant.width)
-            setattr(image, f"{variant.name}_height", variant.height)
-            setattr(image, f"{variant.name}_bytes", variant.byte_size)
+            record_size(image, variant.name, key, variant.width, variant.height, variant.byte_size)
         db.session.commit()
     except BaseException:
         db.session.rollback()
