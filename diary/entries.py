@@ -153,10 +153,7 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
     entry = Entry(user_id=user.id, text=text)
     stored: list[str] = []
     try:
-        for position, image in enumerate(incoming):
-            keys = store_image(user.id, image)
-            stored.extend(keys)
-            entry.images.append(image_row(image, keys, position))
+        attach_photos(entry, user.id, incoming, stored, start=0)
         db.session.add(entry)
         search.index_entry(entry)
         db.session.commit()
@@ -167,6 +164,20 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
     finally:
         close_all(incoming)
     return get_entry(user, entry.id)
+
+
+def attach_photos(
+    entry: Entry, user_id: int, incoming: Sequence[IncomingImage], stored: list[str], *, start: int
+) -> None:
+    """Store each photo and add its row to the entry, positions from `start`.
+
+    Keys are appended to `stored` as they land, so the caller's failure path
+    can remove exactly what was uploaded.
+    """
+    for position, image in enumerate(incoming, start=start):
+        keys = store_image(user_id, image)
+        stored.extend(keys)
+        entry.images.append(image_row(image, keys, position))
 
 
 def store_image(user_id: int, image: IncomingImage) -> list[str]:
@@ -315,10 +326,7 @@ def update_entry(
             entry.images.remove(image)
         for position, image in enumerate(keeping):
             image.position = position
-        for position, upload in enumerate(incoming, start=len(keeping)):
-            keys = store_image(user.id, upload)
-            stored.extend(keys)
-            entry.images.append(image_row(upload, keys, position))
+        attach_photos(entry, user.id, incoming, stored, start=len(keeping))
         entry.updated_at = utcnow()
         search.index_entry(entry)
         db.session.commit()
