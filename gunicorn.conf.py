@@ -1,5 +1,6 @@
 """gunicorn settings, read from the environment the platform gives us."""
 
+import gc
 import os
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
@@ -31,6 +32,21 @@ logconfig_dict = {
 # Import the app once in the master: workers fork with it loaded (less memory,
 # and configuration errors stop the server before any worker starts).
 preload_app = True
+
+
+def when_ready(server: object) -> None:
+    """Move the preloaded app's objects out of the collector's reach before forking.
+
+    The workers share the master's pages until something writes to them; a full
+    collection in a worker writes to every object it visits, so each worker
+    soon held its own copy of the whole import graph (bench: +30 MB per worker
+    after the first load). Frozen objects are never visited, so the pages stay
+    shared.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 forwarded_allow_ips = "*"
 # No gunicornc control socket: nothing here uses it, the container's user has
 # no writable home for it, and instances sharing a machine would share its path.

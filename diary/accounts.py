@@ -76,19 +76,29 @@ def issue_token(user: User, name: str) -> tuple[ApiToken, str]:
 
 
 def user_for_token(plain: str) -> User | None:
-    """The owner of a live token, or None for an unknown or revoked one."""
-    token = db.session.scalar(
-        sa.select(ApiToken).where(
-            ApiToken.token_hash == hash_token(plain), ApiToken.revoked_at.is_(None)
-        )
-    )
-    if token is None:
+    """The owner of a live token, or None for an unknown or revoked one.
+
+    One statement: every API request pays for it, so the token and its owner
+    come back together.
+    """
+    row = db.session.execute(
+        sa.select(User, ApiToken.id, ApiToken.last_used_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == hash_token(plain), ApiToken.revoked_at.is_(None))
+    ).first()
+    if row is None:
         return None
+    user, token_id, last_used_at = row
     now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now
+    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+        db.session.execute(
+            sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+        )
         db.session.commit()
-    return db.session.get(User, token.user_id)
+        # The commit expired the user; load it now, while the request surely has
+        # its session (a streamed response reads it later).
+        db.session.refresh(user)
+    return user
 
 
 def list_tokens(user: User) -> list[ApiToken]:

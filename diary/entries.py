@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -16,7 +13,7 @@ from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
-from . import search, tags
+from . import search
 from .errors import InvalidInput
 from .extensions import db
 from .images import (
@@ -32,49 +29,7 @@ from .storage import StorageUnavailable, current_storage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 MAX_IMAGES_PER_ENTRY = 20
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page ended: the (created_at, id) of its last entry, opaque to clients."""
-
-    created_at: datetime
-    id: int
-
-    def encode(self) -> str:
-        raw = json.dumps([self.created_at.isoformat(), self.id]).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, value: str) -> Cursor:
-        try:
-            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-            created_at, entry_id = json.loads(raw)
-            parsed = cls(datetime.fromisoformat(created_at), int(entry_id))
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-            raise InvalidInput(
-                "cursor", "The cursor is not valid; use next_cursor as given."
-            ) from None
-        if parsed.created_at.tzinfo is None:
-            raise InvalidInput("cursor", "The cursor is not valid; use next_cursor as given.")
-        return parsed
-
-
-@dataclass
-class EntryPage:
-    items: list[Entry]
-    next_cursor: str | None
-
-
-def parse_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        raise InvalidInput("limit", f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.")
-    return int(raw)
 
 
 def clean_text(text: str | None, *, has_images: bool) -> str:
@@ -94,42 +49,6 @@ def clean_text(text: str | None, *, has_images: bool) -> str:
 
 def _live_entries(user: User) -> sa.Select[tuple[Entry]]:
     return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
-
-
-def list_entries(
-    user: User,
-    *,
-    limit: int,
-    cursor: Cursor | None = None,
-    q: str | None = None,
-    tag: str | None = None,
-) -> EntryPage:
-    """One page, newest first. Keyset paging: the cost does not grow with the page number.
-
-    `q` keeps the entries whose text contains it (diary.search), `tag` those
-    carrying that #tag (diary.tags).
-    """
-    query = (
-        _live_entries(user)
-        .options(selectinload(Entry.images))
-        .order_by(Entry.created_at.desc(), Entry.id.desc())
-        .limit(limit + 1)
-    )
-    if q:
-        query = query.where(search.matching(user, q))
-    if tag:
-        query = query.where(tags.tagged_with(user, tag))
-    if cursor is not None:
-        query = query.where(
-            sa.tuple_(Entry.created_at, Entry.id) < sa.tuple_(cursor.created_at, cursor.id)
-        )
-    items = list(db.session.scalars(query))
-    next_cursor = None
-    if len(items) > limit:
-        items = items[:limit]
-        last = items[-1]
-        next_cursor = Cursor(last.created_at, last.id).encode()
-    return EntryPage(items, next_cursor)
 
 
 def get_entry(user: User, entry_id: int) -> Entry:
@@ -352,26 +271,6 @@ def get_trashed_entry(user: User, entry_id: int) -> Entry:
     if entry is None:
         raise NotFound("No such entry in Trash.")
     return entry
-
-
-def list_trash(user: User, *, limit: int, cursor: Cursor | None = None) -> EntryPage:
-    """Trashed entries, newest first, paged by the same keyset cursor as the timeline."""
-    query = (
-        _trashed_entries(user)
-        .options(selectinload(Entry.images))
-        .order_by(Entry.created_at.desc(), Entry.id.desc())
-        .limit(limit + 1)
-    )
-    if cursor is not None:
-        query = query.where(
-            sa.tuple_(Entry.created_at, Entry.id) < sa.tuple_(cursor.created_at, cursor.id)
-        )
-    items = list(db.session.scalars(query))
-    next_cursor = None
-    if len(items) > limit:
-        items = items[:limit]
-        next_cursor = Cursor(items[-1].created_at, items[-1].id).encode()
-    return EntryPage(items, next_cursor)
 
 
 def restore_entry(user: User, entry_id: int) -> Entry:

@@ -11,15 +11,15 @@ from datetime import datetime
 from flask import Blueprint, Flask, Response, render_template, request
 from flask_login import current_user, login_required
 
-from . import calendar, entries, search, tags
+from . import calendar, search, tags, timeline
 from .errors import InvalidInput
 
 bp = Blueprint("features", __name__)
 
 
-def _cursor() -> entries.Cursor | None:
+def _cursor() -> timeline.Cursor | None:
     raw = request.args.get("before")
-    return entries.Cursor.decode(raw) if raw else None
+    return timeline.Cursor.decode(raw) if raw else None
 
 
 @bp.get("/search")
@@ -30,8 +30,8 @@ def search_page() -> str | tuple[str, int]:
     try:
         query = search.parse_query(raw)
         page = (
-            entries.list_entries(
-                current_user, limit=entries.DEFAULT_PAGE_SIZE, cursor=_cursor(), q=query
+            timeline.list_entries(
+                current_user, limit=timeline.DEFAULT_PAGE_SIZE, cursor=_cursor(), q=query
             )
             if query
             else None
@@ -51,8 +51,8 @@ def tag_list() -> str:
 @login_required
 def tag_page(tag: str) -> str:
     wanted = tags.parse_tag(tag)
-    page = entries.list_entries(
-        current_user, limit=entries.DEFAULT_PAGE_SIZE, cursor=_cursor(), tag=wanted
+    page = timeline.list_entries(
+        current_user, limit=timeline.DEFAULT_PAGE_SIZE, cursor=_cursor(), tag=wanted
     )
     return render_template("features/tag.html", tag=wanted, page=page)
 

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
-from diary import create_app, entries, search, tags
+from diary import create_app, search, tags, timeline
 from diary.extensions import db
 from diary.models import Entry, User
 
@@ -269,7 +269,7 @@ def test_the_migration_indexes_entries_written_before_it(database_at_0003: Flask
         upgrade()
         owner = db.session.get(User, user_id)
         for query, expected in (("朝食", ["昔の朝食 #思い出"]), ("breakfast", ["old Breakfast"])):
-            page = entries.list_entries(owner, limit=10, q=query)
+            page = timeline.list_entries(owner, limit=10, q=query)
             assert [entry.text for entry in page.items] == expected
         assert [(t.tag, t.count) for t in tags.list_tags(owner)] == [("思い出", 1)]
         db.session.remove()

@@ -6,11 +6,12 @@ from typing import Any
 
 from flask import Response, g, jsonify, request, url_for
 
-from .. import entries, search, tags
+from .. import entries, search, tags, timeline
 from ..auth import token_required
 from ..errors import InvalidInput
 from ..models import Entry
 from ..storage import current_storage
+from ..timeline import EntryView
 from . import bp
 
 
@@ -18,7 +19,7 @@ def rfc3339(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def entry_json(entry: Entry) -> dict[str, Any]:
+def entry_json(entry: Entry | EntryView) -> dict[str, Any]:
     storage = current_storage()
     return {
         "id": entry.id,
@@ -63,10 +64,10 @@ def text_member(body: dict[str, Any]) -> str | None:
 @bp.get("/entries")
 @token_required
 def list_entries() -> Response:
-    limit = entries.parse_limit(request.args.get("limit"))
+    limit = timeline.parse_limit(request.args.get("limit"))
     raw_cursor = request.args.get("cursor")
-    cursor = entries.Cursor.decode(raw_cursor) if raw_cursor else None
-    page = entries.list_entries(
+    cursor = timeline.Cursor.decode(raw_cursor) if raw_cursor else None
+    page = timeline.list_entries(
         g.user,
         limit=limit,
         cursor=cursor,

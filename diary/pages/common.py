@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from datetime import date
 from itertools import groupby
+from typing import TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -17,6 +18,9 @@ from wtforms import Field
 from ..errors import InvalidInput
 from ..models import Entry, Image
 from ..storage import current_storage
+from ..timeline import EntryView, PhotoView
+
+E = TypeVar("E", Entry, EntryView)
 
 bp = Blueprint("pages", __name__)
 
@@ -28,7 +32,7 @@ def safe_next(target: str | None) -> str:
     return url_for("legacy.index")
 
 
-def photo_url(image: Image, size: str = "original") -> str:
+def photo_url(image: Image | PhotoView, size: str = "original") -> str:
     """Template helper: a presigned URL (S3) or the app's own URL (local).
 
     `size` is "original", "display" or "thumb"; a photo stored before sizes
@@ -38,7 +42,7 @@ def photo_url(image: Image, size: str = "original") -> str:
     return current_storage().url(key or image.storage_key)
 
 
-def photo_srcset(image: Image) -> str:
+def photo_srcset(image: Image | PhotoView) -> str:
     """Template helper: candidate URLs by width for `<img srcset>`."""
     candidates = [
         (photo_url(image, size), getattr(image, f"{size}_width"))
@@ -56,11 +60,11 @@ def no_store(response: Response) -> Response:
     return response
 
 
-def group_by_day(items: Iterable[Entry]) -> list[tuple[date, list[Entry]]]:
+def group_by_day(items: Iterable[E]) -> list[tuple[date, list[E]]]:
     """Entries under the calendar day they were written, in the reader's time zone."""
     zone = ZoneInfo(str(get_timezone()))
 
-    def day(entry: Entry) -> date:
+    def day(entry: E) -> date:
         return entry.created_at.astimezone(zone).date()
 
     return [(key, list(group)) for key, group in groupby(items, key=day)]

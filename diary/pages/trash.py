@@ -7,7 +7,7 @@ from flask_babel import gettext
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import entries
+from .. import entries, timeline
 from .common import bp
 
 
@@ -15,8 +15,8 @@ from .common import bp
 @login_required
 def trash() -> str:
     raw_cursor = request.args.get("before")
-    cursor = entries.Cursor.decode(raw_cursor) if raw_cursor else None
-    page = entries.list_trash(current_user, limit=entries.DEFAULT_PAGE_SIZE, cursor=cursor)
+    cursor = timeline.Cursor.decode(raw_cursor) if raw_cursor else None
+    page = timeline.list_trash(current_user, limit=timeline.DEFAULT_PAGE_SIZE, cursor=cursor)
     return render_template("pages/trash.html", page=page)
 
 

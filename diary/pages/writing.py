@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from .. import entries
 from ..errors import InvalidInput
 from ..forms import EditEntryForm, EntryForm
+from ..timeline import DEFAULT_PAGE_SIZE, Cursor, list_entries
 from .common import bp, group_by_day, show_error
 
 
@@ -17,8 +18,8 @@ from .common import bp, group_by_day, show_error
 def timeline() -> str:
     """The timeline, reached at `/` by browsers (see legacy.index): newest first, by day."""
     raw_cursor = request.args.get("before")
-    cursor = entries.Cursor.decode(raw_cursor) if raw_cursor else None
-    page = entries.list_entries(current_user, limit=entries.DEFAULT_PAGE_SIZE, cursor=cursor)
+    cursor = Cursor.decode(raw_cursor) if raw_cursor else None
+    page = list_entries(current_user, limit=DEFAULT_PAGE_SIZE, cursor=cursor)
     return render_template(
         "pages/timeline.html",
         page=page,
