@@ -8,6 +8,8 @@ import json
 import pytest
 from PIL import Image as PILImage
 
+from diary import legacy
+
 from .conftest import image_bytes, stored_keys
 
 LEGACY_KEYS = ["ID", "CreatedAt", "UpdatedAt", "DeletedAt", "Text", "Img"]
@@ -73,16 +75,20 @@ def test_get_lists_the_callers_entries_oldest_first(client, auth, make_user, mak
     assert all(list(row) == LEGACY_KEYS for row in body)
 
 
-def test_get_is_streamed_not_built_in_memory(client, auth):
-    for n in range(3):
+def test_get_is_streamed_in_bounded_pieces_not_built_in_memory(client, auth, monkeypatch):
+    monkeypatch.setattr(legacy, "STREAM_CHUNK_CHARS", 200)
+    for n in range(10):
         client.post("/", data={"text": f"entry {n}"}, headers=auth)
 
     response = client.get("/", headers=auth)
 
     assert response.is_streamed
-    chunks = list(response.response)
-    assert len(chunks) == 5  # "[", three rows, "]"
-    assert json.loads(b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks))
+    chunks = [c if isinstance(c, bytes) else c.encode() for c in response.response]
+    assert 3 < len(chunks) < 10  # several pieces, but rows grouped, not one write each
+    # A piece closes as soon as it reaches the size, so none exceeds it by more than a row.
+    longest_row = max(len(json.dumps(item)) for item in json.loads(b"".join(chunks)))
+    assert all(len(chunk) < 200 + longest_row + 2 for chunk in chunks)
+    assert len(json.loads(b"".join(chunks))) == 10
 
 
 def test_get_of_an_empty_diary_is_an_empty_array(client, auth):
