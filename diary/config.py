@@ -35,6 +35,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "S3_CONNECT_TIMEOUT": 3.0,
         "S3_READ_TIMEOUT": 10.0,
         "S3_MAX_ATTEMPTS": 2,
+        "S3_FAILURE_COOLDOWN": 10.0,
         "LOCAL_STORAGE_DIR": str(instance / "photos"),
         "IMAGE_URL_EXPIRES": 15 * 60,
         "MAX_UPLOAD_MB": 20,
@@ -191,7 +192,7 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     ):
         if (value := _integer(env, name)) is not None:
             config[name] = value
-    for name in ("S3_CONNECT_TIMEOUT", "S3_READ_TIMEOUT"):
+    for name in ("S3_CONNECT_TIMEOUT", "S3_READ_TIMEOUT", "S3_FAILURE_COOLDOWN"):
         if (value := _number(env, name)) is not None:
             config[name] = value
     # Only for serving plain HTTP without debug on a trusted machine.

@@ -10,8 +10,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import IO, Any, Protocol
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as S3ConnectionError
 from flask import Flask, current_app, url_for
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,16 @@ class S3Storage:
         read_timeout: float,
         max_attempts: int,
         url_expires: int,
+        failure_cooldown: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bucket = bucket
+        # After S3 could not be reached, calls fail at once until this monotonic
+        # time instead of each waiting out the timeouts (see _reachable()).
+        self.failure_cooldown = failure_cooldown
+        self._clock = clock
+        self._failing_until = 0.0
+        self._failing_lock = threading.Lock()
         self.endpoint_url = endpoint_url
         # Short-timeout clients for health checks, by timeout (see check()).
         self._probe_clients: dict[float, Any] = {}
@@ -83,7 +93,9 @@ class S3Storage:
             region_name=region,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            # total_max_attempts counts the first try; "max_attempts" in this dict
+            # counts retries only (S3_MAX_ATTEMPTS=1 made two tries, 6 s not 3 s).
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             signature_version="s3v4",
             s3={"addressing_style": "path" if endpoint_url else "auto"},
         )
@@ -91,6 +103,12 @@ class S3Storage:
 
     def _unavailable(self, action: str, error: Exception) -> StorageUnavailable:
         where = self.endpoint_url or f"s3 bucket {self.bucket}"
+        if isinstance(error, (S3ConnectionError, HTTPClientError)):
+            # Not reached at all (no answer, refused, timed out): the next calls
+            # would most likely wait out the same timeouts.
+            self._failing_until = self._clock() + self.failure_cooldown
+        else:
+            self._answered()  # S3 answered, if only to refuse: calls may go ahead
         log.error(
             "storage %s failed at %s: %s: %s; %s",
             action,
@@ -101,7 +119,33 @@ class S3Storage:
         )
         return StorageUnavailable(f"photo storage is unavailable ({action} failed)")
 
+    def _reachable(self, action: str) -> None:
+        """Fail at once while S3 was unreachable within the last failure_cooldown seconds.
+
+        Each call to an S3 that does not answer holds a request thread for its
+        timeouts (seconds each, times the attempts). Four photo uploads then
+        held every thread of a gthread worker, and the text entries and reads
+        that worker had accepted waited behind them (resilience suite: two
+        text entries per writer in 5 s). Failing fast frees the threads; the
+        first call after the cool-down tries S3 again.
+        """
+        with self._failing_lock:
+            now = self._clock()
+            if now < self._failing_until:
+                raise StorageUnavailable(
+                    f"photo storage is unavailable ({action} not tried:"
+                    " S3 did not answer moments ago)"
+                )
+            if self._failing_until:
+                # The cool-down is over: this call tries S3; the others keep failing
+                # fast until it answers, rather than all waiting out the timeouts again.
+                self._failing_until = now + self.failure_cooldown
+
+    def _answered(self) -> None:
+        self._failing_until = 0.0
+
     def put(self, key: str, data: IO[bytes], *, content_type: str) -> None:
+        self._reachable("upload")
         try:
             self.client.put_object(
                 Bucket=self.bucket,
@@ -112,9 +156,12 @@ class S3Storage:
             )
         except (BotoCoreError, ClientError) as error:
             raise self._unavailable("upload", error) from error
+        self._answered()
 
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
+        if keys:
+            self._reachable("delete")
         for start in range(0, len(keys), 1000):  # S3's batch limit
             batch = [{"Key": key} for key in keys[start : start + 1000]]
             try:
@@ -127,6 +174,7 @@ class S3Storage:
                 raise self._unavailable(
                     "delete", RuntimeError(f"{len(errors)} objects not deleted")
                 )
+        self._answered()
 
     def url(self, key: str) -> str:
         """A presigned GET URL, reused while it has at least a third of its life left.
@@ -151,10 +199,13 @@ class S3Storage:
         return url
 
     def get(self, key: str) -> bytes:
+        self._reachable("download")
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except (BotoCoreError, ClientError) as error:
             raise self._unavailable("download", error) from error
+        self._answered()
+        return data
 
     def iter_objects(self) -> Iterator[StoredObject]:
         """Every object in the bucket, a page of 1000 at a time."""
@@ -176,7 +227,7 @@ class S3Storage:
             Config(
                 connect_timeout=timeout,
                 read_timeout=timeout,
-                retries={"max_attempts": 1, "mode": "standard"},
+                retries={"total_max_attempts": 1, "mode": "standard"},
             )
         )
         return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
@@ -257,6 +308,7 @@ def init_app(app: Flask) -> None:
             read_timeout=config["S3_READ_TIMEOUT"],
             max_attempts=config["S3_MAX_ATTEMPTS"],
             url_expires=config["IMAGE_URL_EXPIRES"],
+            failure_cooldown=config["S3_FAILURE_COOLDOWN"],
         )
     else:
         storage = LocalStorage(config["LOCAL_STORAGE_DIR"])

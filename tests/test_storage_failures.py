@@ -12,6 +12,7 @@ from flask import Flask
 
 from diary.accounts import create_user, issue_token
 from diary.extensions import db
+from diary.storage import S3Storage, StorageUnavailable
 
 from .conftest import image_bytes, row_counts, stored_keys
 from .servers import silent_server
@@ -68,6 +69,105 @@ def test_text_entries_keep_working_while_s3_is_down(unreachable_s3_app):
     )
     listed = client.get("/api/v1/entries", headers=headers)
     assert [e["text"] for e in listed.get_json()["items"]] == ["still here", "no photo today"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counted_s3(endpoint: str, bucket: str, monkeypatch, clock: FakeClock) -> tuple[S3Storage, list]:
+    """An S3Storage whose put_object calls are recorded before they go out."""
+    storage = S3Storage(
+        bucket=bucket,
+        region="ap-northeast-1",
+        endpoint_url=endpoint,
+        connect_timeout=0.5,
+        read_timeout=0.5,
+        max_attempts=1,
+        url_expires=900,
+        failure_cooldown=10,
+        clock=clock,
+    )
+    calls: list[str] = []
+    put_object = storage.client.put_object
+
+    def recorded(**params):
+        calls.append(params["Key"])
+        return put_object(**params)
+
+    monkeypatch.setattr(storage.client, "put_object", recorded)
+    return storage, calls
+
+
+def test_after_s3_did_not_answer_storage_calls_fail_at_once_until_the_cool_down_ends(
+    monkeypatch,
+):
+    clock = FakeClock()
+    with silent_server() as endpoint:
+        storage, calls = counted_s3(endpoint, "unreachable", monkeypatch, clock)
+
+        with pytest.raises(StorageUnavailable, match="upload failed"):
+            storage.put("1/a/original.jpg", io.BytesIO(b"x"), content_type="image/jpeg")
+        clock.now += 9
+        with pytest.raises(StorageUnavailable, match="not tried"):
+            storage.put("1/b/original.jpg", io.BytesIO(b"x"), content_type="image/jpeg")
+        with pytest.raises(StorageUnavailable, match="not tried"):
+            storage.delete(["1/a/original.jpg"])
+        assert calls == ["1/a/original.jpg"]  # the second upload never left the process
+
+        clock.now += 2  # past the 10 s cool-down: one call tries S3 again...
+        during_the_try: list[str] = []
+        put_object = storage.client.put_object
+
+        def others_meanwhile(**params):
+            try:
+                storage.put("1/d/original.jpg", io.BytesIO(b"x"), content_type="image/jpeg")
+            except StorageUnavailable as error:
+                during_the_try.append(str(error))
+            return put_object(**params)
+
+        monkeypatch.setattr(storage.client, "put_object", others_meanwhile)
+        with pytest.raises(StorageUnavailable, match="upload failed"):
+            storage.put("1/c/original.jpg", io.BytesIO(b"x"), content_type="image/jpeg")
+        assert calls == ["1/a/original.jpg", "1/c/original.jpg"]
+        # ...while the others still fail at once instead of all waiting on S3 together.
+        assert len(during_the_try) == 1 and "not tried" in during_the_try[0]
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_s3_max_attempts_counts_every_try_the_first_included(attempts):
+    with silent_server() as endpoint:
+        storage = S3Storage(
+            bucket="unreachable",
+            region="ap-northeast-1",
+            endpoint_url=endpoint,
+            connect_timeout=0.2,
+            read_timeout=0.2,
+            max_attempts=attempts,
+            url_expires=900,
+        )
+        sent: list[str] = []
+        storage.client.meta.events.register(
+            "before-send.s3.PutObject", lambda request, **_: sent.append(request.url)
+        )
+        with pytest.raises(StorageUnavailable):
+            storage.put("1/a/original.jpg", io.BytesIO(b"x"), content_type="image/jpeg")
+
+    assert len(sent) == attempts
+
+
+def test_an_answer_from_s3_even_a_refusal_does_not_stop_the_next_call(s3_endpoint, monkeypatch):
+    storage, calls = counted_s3(s3_endpoint, "no-such-bucket-here", monkeypatch, FakeClock())
+
+    for key in ("1/a/original.jpg", "1/b/original.jpg"):
+        with pytest.raises(StorageUnavailable, match="upload failed"):  # NoSuchBucket
+            storage.put(key, io.BytesIO(b"x"), content_type="image/jpeg")
+
+    assert calls == ["1/a/original.jpg", "1/b/original.jpg"]
 
 
 def test_a_failed_database_write_deletes_the_uploaded_photos(app, client, auth, monkeypatch):

@@ -10,7 +10,7 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -27,6 +27,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "resilience: load, faults and hostile input against real servers"
     )
+
+
+# What the tests counted, printed after the run (docs/resilience.md records them).
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def report() -> Callable[[str], None]:
+    """Record one line of figures for the summary at the end of the run."""
+    return FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section(f"resilience figures (RESILIENCE_SECONDS={SECONDS:g})")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
 
 
 def flask_cli(env: dict[str, str], *args: str) -> None:

@@ -18,7 +18,7 @@ CONNECTIONS = 64
 MAX_REQUESTS_PER_CONNECTION = 2_000
 
 
-def test_mixed_read_write_load_at_64_connections_loses_no_acknowledged_write(migrated):
+def test_mixed_read_write_load_at_64_connections_loses_no_acknowledged_write(migrated, report):
     with gunicorn_server(migrated) as base:
         deadline = time.monotonic() + SECONDS
         acknowledged: list[int] = []
@@ -50,12 +50,18 @@ def test_mixed_read_write_load_at_64_connections_loses_no_acknowledged_write(mig
         with ThreadPoolExecutor(CONNECTIONS) as pool:
             list(pool.map(client, range(CONNECTIONS)))
 
+    stored = count_rows(migrated["DATABASE_URL"], acknowledged)
+    report(
+        f"mixed load, {CONNECTIONS} connections: {sum(statuses.values())} answers"
+        f" {dict(sorted(statuses.items()))}; {len(acknowledged)} acknowledged writes,"
+        f" {stored} of them in the database"
+    )
     assert not [status for status in statuses if status >= 500], statuses
     assert acknowledged, statuses
-    assert count_rows(migrated["DATABASE_URL"], acknowledged) == len(acknowledged)
+    assert stored == len(acknowledged)
 
 
-def test_fifty_concurrent_edits_of_one_entry_end_in_one_of_the_writes(migrated):
+def test_fifty_concurrent_edits_of_one_entry_end_in_one_of_the_writes(migrated, report):
     with gunicorn_server(migrated) as base:
         created = requests.post(
             f"{base}/api/v1/entries", json={"text": "original"}, headers=AUTH, timeout=30
@@ -74,5 +80,7 @@ def test_fifty_concurrent_edits_of_one_entry_end_in_one_of_the_writes(migrated):
             statuses = list(pool.map(edit, texts))
         final = requests.get(entry_url, headers=AUTH, timeout=30).json()["text"]
 
+    counts = {status: statuses.count(status) for status in sorted(set(statuses))}
+    report(f"50 concurrent edits of one entry: answers {counts}; final text {final!r}")
     assert 500 not in statuses and all(status < 500 for status in statuses), statuses
     assert final in texts
