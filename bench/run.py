@@ -29,7 +29,12 @@ from PIL import Image as PILImage
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import gunicorn_server, moto_s3_server, postgres_database  # noqa: E402
+from tests.servers import (  # noqa: E402
+    flask_cli,
+    gunicorn_server,
+    moto_s3_server,
+    postgres_database,
+)
 
 USERS = 100
 PASSWORD = "bench password"  # noqa: S105  (throwaway accounts in a throwaway database)
@@ -40,17 +45,6 @@ WRK = os.environ.get("WRK", "/usr/bin/wrk")
 
 def token_for(user_number: int) -> str:
     return f"bench-token-{user_number:03d}-0123456789abcdef"
-
-
-def flask_cli(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "diary", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 def seed_users(url: str) -> None:

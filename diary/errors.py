@@ -149,9 +149,12 @@ def handle_database_unavailable(error: Exception) -> Response:
 def handle_unexpected(error: Exception) -> Response:
     # Whatever failed, the session must not carry a broken transaction into the next request.
     db.session.rollback()
-    original = getattr(error, "original_exception", None) or error
-    if not isinstance(original, HTTPException):
-        log.exception("unhandled error on %s %s", request.method, request.path, exc_info=original)
+    # An exception no handler took reaches us wrapped in InternalServerError, after
+    # Flask's handle_exception has logged it with its traceback ("Exception on ...");
+    # logging it here too wrote every failure twice. What a handler passes on
+    # directly (handle_database_unavailable) has not been logged yet.
+    if not isinstance(error, HTTPException):
+        log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
     server_error = InternalServerError()
     if wants_problem_json():
         return problem(500, "Something went wrong on our side; it has been logged.")

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
 from ..conftest import new_bucket
-from ..servers import ROOT
+from ..servers import flask_cli
 
 SECONDS = float(os.environ.get("RESILIENCE_SECONDS", "10"))
 PASSWORD = "resilience password"
@@ -44,17 +42,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section(f"resilience figures (RESILIENCE_SECONDS={SECONDS:g})")
         for line in FIGURES:
             terminalreporter.write_line(line)
-
-
-def flask_cli(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "diary", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 def seed_account(database_url: str, email: str = "load@example.com") -> None:

@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from ..conftest import image_bytes, new_bucket
-from ..servers import free_port, gunicorn_server, silent_server, unavailable
-from .conftest import SECONDS, TOKEN, count_rows, flask_cli, seed_account, service_env
+from ..servers import flask_cli, free_port, gunicorn_server, silent_server, unavailable
+from .conftest import SECONDS, TOKEN, count_rows, seed_account, service_env
 
 pytestmark = pytest.mark.resilience
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
