@@ -1,14 +1,16 @@
 """Alembic environment for Flask-Migrate: the app's engine and metadata."""
 
 import logging
-from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
 
+from diary.logs import configure_logging
+
 config = context.config
-# Keep the app's own loggers alive when migrations run inside a process (tests, doctor).
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# JSON lines on stdout like the app's own: the container entrypoint migrates
+# before gunicorn starts (MIGRATE_ON_START), and its log is then one format.
+configure_logging(("alembic", "flask_migrate"))
 logger = logging.getLogger("alembic.env")
 
 database = current_app.extensions["migrate"].db

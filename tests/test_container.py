@@ -224,6 +224,9 @@ def test_the_image_file_set_migrates_and_serves_from_the_entrypoint(tmp_path: Pa
     assert ready.status_code == 200, ready.text
     log = (tmp_path / "out.log").read_text()
     assert "migrating database schema from an empty database" in log
+    # Migration progress included, the container's log is JSON lines only.
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert any(line["logger"].startswith("alembic") for line in lines)
 
 
 def test_two_instances_starting_together_migrate_exactly_once(tmp_path: Path):
