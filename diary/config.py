@@ -36,6 +36,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "S3_READ_TIMEOUT": 10.0,
         "S3_MAX_ATTEMPTS": 2,
         "S3_FAILURE_COOLDOWN": 10.0,
+        # Where DB_SECRET came from, to read it again after RDS rotates the password.
+        "DB_SECRET_ARN": None,
         "LOCAL_STORAGE_DIR": str(instance / "photos"),
         "IMAGE_URL_EXPIRES": 15 * 60,
         "MAX_UPLOAD_MB": 20,
@@ -180,7 +182,14 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if url := database_url_from_env(env):
         config["SQLALCHEMY_DATABASE_URI"] = url
-    for name in ("BUCKET", "S3_ENDPOINT_URL", "SECRET_KEY", "AWS_REGION", "LOCAL_STORAGE_DIR"):
+    for name in (
+        "BUCKET",
+        "S3_ENDPOINT_URL",
+        "SECRET_KEY",
+        "AWS_REGION",
+        "LOCAL_STORAGE_DIR",
+        "DB_SECRET_ARN",
+    ):
         if env.get(name):
             config[name] = env[name]
     for name in (

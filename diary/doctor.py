@@ -61,7 +61,8 @@ HINT_DB_TIMEOUT = (
 )
 HINT_DB_LOGIN = (
     "login failed: check DB_USER/DB_PASSWORD or DB_SECRET (after the secret rotates, "
-    "deploy again so the service gets the new value)"
+    "the service re-reads it if DB_SECRET_ARN is set and Secrets Manager is reachable; "
+    "otherwise deploy again so it gets the new value)"
 )
 HINT_DB_NAME = "the database does not exist: check DB_NAME (or dbname in DB_SECRET)"
 HINT_SCHEMA_BEHIND = (

@@ -93,29 +93,40 @@ class JsonFormatter(logging.Formatter):
 class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stdout is at the moment (test capture swaps it)."""
 
+    stream_name = "stdout"
+
     def __init__(self) -> None:
         super().__init__()
 
     @property  # type: ignore[override]
     def stream(self) -> Any:
-        return sys.stdout
+        return getattr(sys, self.stream_name)
 
     @stream.setter
     def stream(self, _value: Any) -> None:
         pass
 
 
-def configure_logging(loggers: Iterable[str] = ("diary",)) -> None:
-    """Send the given loggers to stdout as JSON lines, once per process."""
+class StderrHandler(StdoutHandler):
+    """The same on sys.stderr, for commands whose stdout is data."""
+
+    stream_name = "stderr"
+
+
+def configure_logging(
+    loggers: Iterable[str] = ("diary",),
+    handler_class: type[StdoutHandler] = StdoutHandler,
+) -> None:
+    """Send the given loggers to stdout (or stderr) as JSON lines, once per process."""
     for name in loggers:
         logger = logging.getLogger(name)
-        if not any(isinstance(handler, StdoutHandler) for handler in logger.handlers):
-            handler = StdoutHandler()
+        if not any(type(handler) is handler_class for handler in logger.handlers):
+            handler = handler_class()
             handler.setFormatter(JsonFormatter())
             logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-        # Our handler writes the line; a root handler (alembic's, when migrations
-        # run in this process) must not write it a second time in another format.
+        # Our handler writes the line; a root handler must not write it a second
+        # time in another format.
         logger.propagate = False
 
 

@@ -5,12 +5,13 @@ import logging
 from alembic import context
 from flask import current_app
 
-from diary.logs import configure_logging
+from diary.logs import StderrHandler, configure_logging
 
 config = context.config
-# JSON lines on stdout like the app's own: the container entrypoint migrates
-# before gunicorn starts (MIGRATE_ON_START), and its log is then one format.
-configure_logging(("alembic", "flask_migrate"))
+# JSON lines like the app's own, so a container that migrates before gunicorn
+# starts (MIGRATE_ON_START) logs one format; on stderr, because stdout can be
+# the data (`flask db upgrade --sql`, `flask doctor --json`).
+configure_logging(("alembic", "flask_migrate"), StderrHandler)
 logger = logging.getLogger("alembic.env")
 
 database = current_app.extensions["migrate"].db

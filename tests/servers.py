@@ -7,13 +7,15 @@ them, so a broken CI machine can never pass by skipping.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,79 @@ def flask_cli(env: Mapping[str, str], *args: str, stdin: str = "") -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A PostgreSQL of our own in a temp dir on a free loopback port.
+
+    Stopping the machine's shared cluster would break everyone else's tests, so
+    this one is ours to stop and start. PostgreSQL refuses to run as root: as
+    root, the server runs as the `postgres` OS user.
+    """
+
+    def __init__(self, password: str | None = None) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="diary-pg-"))
+        self.data = self.directory / "data"
+        self.port = free_port()
+        self.password = password
+        login = f"postgres:{password}" if password else "postgres"
+        self.url = f"postgresql://{login}@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=60)
+
+    def init(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres")
+        auth = ["--auth=trust"]
+        if self.password:
+            # Logins over TCP must give the password (as on RDS); the socket stays trusted.
+            password_file = self.directory / "password"
+            password_file.write_text(self.password)
+            if os.geteuid() == 0:
+                shutil.chown(password_file, "postgres")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={password_file}"]
+        self._run(
+            str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", *auth, "--no-sync"
+        )
+
+    def start(self) -> None:
+        self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(self.directory / "log"),
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop")
+
+    def remove(self) -> None:
+        with suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres(password: str | None = None) -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of the test's own; with `password`, TCP logins must give it."""
+    if not (PG_BIN / "initdb").exists():
+        unavailable(f"no PostgreSQL 15 binaries in {PG_BIN}")
+    server = PrivatePostgres(password)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.remove()

@@ -174,6 +174,31 @@ def test_app_runner_serves_8080_checks_healthz_and_egresses_through_the_vpc():
     env = {v["Name"]: v["Value"] for v in image["RuntimeEnvironmentVariables"]}
     assert env["MIGRATE_ON_START"] == "true"
     assert {"BUCKET", "AWS_REGION", "DB_ENDPOINT", "DB_PORT", "DB_NAME"} <= env.keys()
+    assert_follows_password_rotation("apprunner.yaml", "InstanceRole", env)
+
+
+def assert_follows_password_rotation(template: str, role: str, env: dict) -> None:
+    """DB_SECRET_ARN names the injected secret, and the running service may read it."""
+    (injected,) = [
+        resource_ref for resource_ref in secrets_of(template) if resource_ref["Name"] == "DB_SECRET"
+    ]
+    assert env["DB_SECRET_ARN"] == injected.get("Value", injected.get("ValueFrom"))
+    readable = [
+        statement["Resource"]
+        for policy in resource(template, role)["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if "secretsmanager:GetSecretValue" in as_list(statement["Action"])
+    ]
+    assert any(env["DB_SECRET_ARN"] in as_list(resources) for resources in readable)
+
+
+def secrets_of(template: str) -> list[dict]:
+    if template == "apprunner.yaml":
+        (service,) = properties_of(template, "AWS::AppRunner::Service")
+        image = service["SourceConfiguration"]["ImageRepository"]["ImageConfiguration"]
+        return image["RuntimeEnvironmentSecrets"]
+    (service,) = properties_of(template, "AWS::ECS::ExpressGatewayService")
+    return service["PrimaryContainer"]["Secrets"]
 
 
 # --- ECS Express Mode ------------------------------------------------------------------
@@ -188,6 +213,7 @@ def test_ecs_express_runs_the_same_image_on_8080_with_the_same_secrets():
     env = {v["Name"]: v["Value"] for v in container["Environment"]}
     assert env["MIGRATE_ON_START"] == "true"
     assert {"BUCKET", "AWS_REGION", "DB_ENDPOINT", "DB_PORT", "DB_NAME"} <= env.keys()
+    assert_follows_password_rotation("ecs-express.yaml", "TaskRole", env)
     (group,) = service["NetworkConfiguration"]["SecurityGroups"]
     assert group == {"Fn::ImportValue": {"Fn::Sub": "${SharedStackName}-ServiceSecurityGroupId"}}
 

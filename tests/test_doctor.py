@@ -47,7 +47,7 @@ def doctor(app: Flask, *args: str) -> CliResult:
 
 def checks(result: CliResult) -> dict[str, dict[str, Any]]:
     """The doctor's --json output by check name."""
-    return {check["name"]: check for check in json.loads(result.output)}
+    return {check["name"]: check for check in json.loads(result.stdout)}  # logs go to stderr
 
 
 @pytest.fixture(scope="module")

@@ -3,95 +3,20 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from pathlib import Path
 
 import pytest
 import requests
 
 from ..conftest import image_bytes, new_bucket
-from ..servers import flask_cli, free_port, gunicorn_server, silent_server, unavailable
+from ..servers import flask_cli, gunicorn_server, private_postgres, silent_server
 from .conftest import SECONDS, TOKEN, count_rows, seed_account, service_env
 
 pytestmark = pytest.mark.resilience
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 # The fault tests shorten the load phases: each phase is a fraction of the run.
 PHASE = max(2.0, SECONDS / 4)
-
-
-class PrivatePostgres:
-    """A PostgreSQL of our own in a temp dir on a free loopback port.
-
-    Stopping the machine's shared cluster would break everyone else's tests, so
-    this one is ours to stop and start. PostgreSQL refuses to run as root: as
-    root, the server runs as the `postgres` OS user.
-    """
-
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="diary-pg-"))
-        self.data = self.directory / "data"
-        self.port = free_port()
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *command: str) -> None:
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=60)
-
-    def init(self) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(self.directory, "postgres")
-        self._run(
-            str(PG_BIN / "initdb"),
-            "-D",
-            str(self.data),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-        )
-
-    def start(self) -> None:
-        self._run(
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-w",
-            "-t",
-            "30",
-            "-l",
-            str(self.directory / "log"),
-            "-o",
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off",
-            "start",
-        )
-
-    def stop(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop")
-
-    def remove(self) -> None:
-        with suppress(subprocess.CalledProcessError):
-            self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-@contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    if not (PG_BIN / "initdb").exists():
-        unavailable(f"no PostgreSQL 15 binaries in {PG_BIN}")
-    server = PrivatePostgres()
-    try:
-        server.init()
-        server.start()
-        yield server
-    finally:
-        server.remove()
 
 
 class Writer(threading.Thread):
