@@ -2,9 +2,9 @@
 
 Lists are the most frequent read there is (every API page, every timeline,
 search and tag page), so they are read as plain rows into frozen views rather
-than ORM objects. A page of 20 entries with 20 photos cost about 2 ms of CPU
-to load as 40 tracked instances and about 0.5 ms as rows (bench/, profiled
-in-process). The views carry the attribute names of Entry and Image, so the
+than ORM objects. Loading a page of 20 entries with 20 photos, with the
+session's connection checkout and return, cost 2.3 ms of CPU as 40 tracked
+instances and 0.7 ms as rows (profiled in-process, docs/performance.md). The views carry the attribute names of Entry and Image, so the
 templates and the API serialise either. Anything that changes an entry loads
 the ORM object (diary.entries); nothing writes through a view.
 """
