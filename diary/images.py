@@ -48,8 +48,8 @@ SIZES = {"display": DISPLAY_SIZE, "thumb": THUMB_SIZE}
 WEBP = ("image/webp", "webp")
 
 # One photo is decoded and resized at a time in each process. A gthread worker
-# runs several requests at once; unbounded, four 12-megapixel decodes in one
-# worker took it past 250 MB (bench). Workers, one per core, still use every
+# runs several requests at once; unbounded, four 3 MB photos decoded together
+# took one worker to 261 MB RSS (bench). Workers, one per core, still use every
 # core, and a waiting upload only queues for a fraction of a second.
 _decoding = threading.BoundedSemaphore(1)
 
