@@ -34,6 +34,7 @@ from tests.servers import (  # noqa: E402
     gunicorn_server,
     moto_s3_server,
     postgres_database,
+    service_env,
 )
 
 USERS = 100
@@ -324,19 +325,17 @@ def service() -> Iterator[dict]:
         client.create_bucket(
             Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-1"}
         )
-        env = {
-            "DATABASE_URL": database_url,
-            "BUCKET": bucket,
-            "S3_ENDPOINT_URL": s3,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "SECRET_KEY": "bench-" + os.urandom(16).hex(),
-            "WEB_CONCURRENCY": "2",
+        env = service_env(
+            database_url,
+            s3,
+            bucket,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106  (moto)
             # As the Dockerfile sets it, so memory is measured as deployed.
-            "MALLOC_ARENA_MAX": "2",
+            MALLOC_ARENA_MAX="2",
             # Plain HTTP on loopback (no TLS proxy): the timeline's session cookie must come back.
-            "SESSION_COOKIE_SECURE": "false",
-        }
+            SESSION_COOKIE_SECURE="false",
+        )
         flask_cli(env, "db", "upgrade")
         yield {"env": env, "db": database_url, "s3": s3}
 

@@ -47,14 +47,15 @@ def clean_text(text: str | None, *, has_images: bool) -> str:
     return text
 
 
-def _live_entries(user: User) -> sa.Select[tuple[Entry]]:
+def live_entries(user: User) -> sa.Select[tuple[Entry]]:
+    """The user's entries on the timeline; the one definition of "live" (diary.timeline too)."""
     return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
 
 
 def get_entry(user: User, entry_id: int) -> Entry:
     """The user's live entry; anything else (another user's, trashed, absent) is a 404."""
     entry = db.session.scalar(
-        _live_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
+        live_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
     )
     if entry is None:
         raise NotFound("No such entry.")
@@ -259,14 +260,15 @@ def update_entry(
     return get_entry(user, entry_id)
 
 
-def _trashed_entries(user: User) -> sa.Select[tuple[Entry]]:
+def trashed_entries(user: User) -> sa.Select[tuple[Entry]]:
+    """The user's entries in Trash."""
     return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_not(None))
 
 
 def get_trashed_entry(user: User, entry_id: int) -> Entry:
     """The user's entry in Trash; anything else is a 404."""
     entry = db.session.scalar(
-        _trashed_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
+        trashed_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
     )
     if entry is None:
         raise NotFound("No such entry in Trash.")

@@ -20,7 +20,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from . import search, tags
+from . import entries, search, tags
 from .errors import InvalidInput
 from .extensions import db
 from .models import Entry, Image, User
@@ -131,7 +131,7 @@ def list_entries(
     `q` keeps the entries whose text contains it (diary.search), `tag` those
     carrying that #tag (diary.tags).
     """
-    query = sa.select(*_ENTRY_COLUMNS).where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+    query = entries.live_entries(user).with_only_columns(*_ENTRY_COLUMNS)
     if q:
         query = query.where(search.matching(user, q))
     if tag:
@@ -141,9 +141,7 @@ def list_entries(
 
 def list_trash(user: User, *, limit: int, cursor: Cursor | None = None) -> EntryPage:
     """Trashed entries, newest first, paged by the same keyset cursor as the timeline."""
-    query = sa.select(*_ENTRY_COLUMNS).where(
-        Entry.user_id == user.id, Entry.deleted_at.is_not(None)
-    )
+    query = entries.trashed_entries(user).with_only_columns(*_ENTRY_COLUMNS)
     return _page(query, limit, cursor)
 
 

@@ -129,6 +129,18 @@ def gunicorn_server(env: Mapping[str, str]) -> Iterator[str]:
             process.wait(timeout=30)
 
 
+def service_env(database_url: str, s3_endpoint: str, bucket: str, **extra: str) -> dict[str, str]:
+    """The environment of a production-like diary on these servers (2 workers, a fresh key)."""
+    return {
+        "DATABASE_URL": database_url,
+        "BUCKET": bucket,
+        "S3_ENDPOINT_URL": s3_endpoint,
+        "SECRET_KEY": "test-" + os.urandom(16).hex(),
+        "WEB_CONCURRENCY": "2",
+        **extra,
+    }
+
+
 def flask_cli(env: Mapping[str, str], *args: str, stdin: str = "") -> str:
     """Run `flask --app diary ...` as an operator would, in its own process; its stdout."""
     result = subprocess.run(

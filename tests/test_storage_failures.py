@@ -79,19 +79,25 @@ class FakeClock:
         return self.now
 
 
+def s3_storage(endpoint: str, bucket: str, **settings) -> S3Storage:
+    """An S3Storage with short timeouts and one attempt unless `settings` say otherwise."""
+    return S3Storage(
+        **{
+            "bucket": bucket,
+            "region": "ap-northeast-1",
+            "endpoint_url": endpoint,
+            "connect_timeout": 0.5,
+            "read_timeout": 0.5,
+            "max_attempts": 1,
+            "url_expires": 900,
+            **settings,
+        }
+    )
+
+
 def counted_s3(endpoint: str, bucket: str, monkeypatch, clock: FakeClock) -> tuple[S3Storage, list]:
     """An S3Storage whose put_object calls are recorded before they go out."""
-    storage = S3Storage(
-        bucket=bucket,
-        region="ap-northeast-1",
-        endpoint_url=endpoint,
-        connect_timeout=0.5,
-        read_timeout=0.5,
-        max_attempts=1,
-        url_expires=900,
-        failure_cooldown=10,
-        clock=clock,
-    )
+    storage = s3_storage(endpoint, bucket, failure_cooldown=10, clock=clock)
     calls: list[str] = []
     put_object = storage.client.put_object
 
@@ -141,14 +147,8 @@ def test_after_s3_did_not_answer_storage_calls_fail_at_once_until_the_cool_down_
 @pytest.mark.parametrize("attempts", [1, 2])
 def test_s3_max_attempts_counts_every_try_the_first_included(attempts):
     with silent_server() as endpoint:
-        storage = S3Storage(
-            bucket="unreachable",
-            region="ap-northeast-1",
-            endpoint_url=endpoint,
-            connect_timeout=0.2,
-            read_timeout=0.2,
-            max_attempts=attempts,
-            url_expires=900,
+        storage = s3_storage(
+            endpoint, "unreachable", connect_timeout=0.2, read_timeout=0.2, max_attempts=attempts
         )
         sent: list[str] = []
         storage.client.meta.events.register(

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from ..conftest import new_bucket
-from ..servers import flask_cli
+from ..servers import flask_cli, service_env
 
 SECONDS = float(os.environ.get("RESILIENCE_SECONDS", "10"))
 PASSWORD = "resilience password"
@@ -59,17 +59,6 @@ def seed_account(database_url: str, email: str = "load@example.com") -> None:
             " VALUES (%s, 'load', %s, now())",
             (user_id, hashlib.sha256(TOKEN.encode()).hexdigest()),
         )
-
-
-def service_env(database_url: str, s3_endpoint: str, bucket: str, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "BUCKET": bucket,
-        "S3_ENDPOINT_URL": s3_endpoint,
-        "SECRET_KEY": "resilience-" + os.urandom(16).hex(),
-        "WEB_CONCURRENCY": "2",
-        **extra,
-    }
 
 
 @pytest.fixture

@@ -10,8 +10,14 @@ import pytest
 import requests
 
 from ..conftest import image_bytes, new_bucket
-from ..servers import flask_cli, gunicorn_server, private_postgres, silent_server
-from .conftest import SECONDS, TOKEN, count_rows, seed_account, service_env
+from ..servers import (
+    flask_cli,
+    gunicorn_server,
+    private_postgres,
+    service_env,
+    silent_server,
+)
+from .conftest import SECONDS, TOKEN, count_rows, seed_account
 
 pytestmark = pytest.mark.resilience
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
