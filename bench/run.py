@@ -418,7 +418,7 @@ def main() -> int:
                     pages.append(wrk(base + "/api/v1/entries?limit=20", auth))
             floor, page_1k = median_rate(floors), median_rate(pages)
             row(f"floor GET {floor_path} (median of 3)", floor)
-            row("GET /api/v1/entries (20, photos) 1k (median of 3)", page_1k)
+            row("GET /api/v1/entries (20, photos) 1k, page cache (median of 3)", page_1k)
             cookie = session_cookie(base)
             row(
                 "HTML timeline (session)",
@@ -498,15 +498,17 @@ def main() -> int:
             )
 
         # Same page with 1,000,000 entries: a second database, both servers fresh and
-        # loaded in turn, so machine noise hits both sides alike.
+        # loaded in turn, so machine noise hits both sides alike. The page cache is
+        # off on both: this compares the queries, and every request runs them.
         with postgres_database() as big_db:
-            big_env = {**svc["env"], "DATABASE_URL": big_db}
+            small_env = {**svc["env"], "API_PAGE_CACHE_MB": "0"}
+            big_env = {**small_env, "DATABASE_URL": big_db}
             flask_cli(big_env, "db", "upgrade")
             seed_users(big_db)
             seeded = time.monotonic()
             seed_entries(big_db, 1_000_000)
             rows.append(("seed 1,000,000 entries (SQL)", f"{time.monotonic() - seeded:.1f} s"))
-            with gunicorn_server(svc["env"]) as small, gunicorn_server(big_env) as big:
+            with gunicorn_server(small_env) as small, gunicorn_server(big_env) as big:
                 requests.get(small + "/healthz", timeout=10)
                 requests.get(big + "/healthz", timeout=10)
                 small_runs, big_runs = [], []
@@ -516,15 +518,22 @@ def main() -> int:
             small_runs.sort(key=lambda run: run["p50"])
             big_runs.sort(key=lambda run: run["p50"])
             page_1k_again, page_1m = small_runs[1], big_runs[1]
-            row("GET /api/v1/entries 1k (median of 3)", page_1k_again)
-            row("GET /api/v1/entries 1M (median of 3)", page_1m)
+            row("GET /api/v1/entries 1k, no page cache (median of 3)", page_1k_again)
+            row("GET /api/v1/entries 1M, no page cache (median of 3)", page_1m)
+            rows.append(
+                (
+                    "page without cache vs floor",
+                    f"{page_1k_again['rps'] / floor['rps']:.2f}x (not a target: every"
+                    " request reads the page)",
+                )
+            )
 
     cpu, how = image_sizes_cpu()
     rows.append(("12 MP JPEG -> all sizes (CPU)", f"{cpu:.3f} s ({how})"))
 
     targets.append(
         (
-            "API page >= 0.5x floor rate",
+            "API page >= 0.5x floor rate (page cache)",
             page_1k["rps"] >= 0.5 * floor["rps"],
             f"{page_1k['rps'] / floor['rps']:.2f}x",
         )

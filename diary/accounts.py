@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import available_timezones
 
@@ -75,30 +76,46 @@ def issue_token(user: User, name: str) -> tuple[ApiToken, str]:
     return token, plain
 
 
-def user_for_token(plain: str) -> User | None:
+@dataclass(frozen=True, slots=True)
+class TokenOwner:
+    """The user a live token speaks for, as the token check read them; not an ORM object.
+
+    `id` is the user's id, so domain functions that only need `user.id` accept
+    it; `timeline_version` says whether a cached page of theirs is still
+    current (diary/page_cache.py).
+    """
+
+    id: int
+    timeline_version: int
+
+
+_TOKEN_OWNER = (
+    sa.select(ApiToken.id, ApiToken.user_id, ApiToken.last_used_at, User.timeline_version)
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == sa.bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+)
+
+
+def owner_of_token(plain: str) -> TokenOwner | None:
     """The owner of a live token, or None for an unknown or revoked one.
 
-    One statement: every API request pays for it, so the token and its owner
-    come back together.
+    Every API request pays for this, so it is one statement on a connection in
+    autocommit mode, outside the request's session: no BEGIN and ROLLBACK
+    round trips around it and no ORM object, which a cached page needs neither
+    of. A revoked token is refused by the very next request, on every instance.
     """
-    row = db.session.execute(
-        sa.select(User, ApiToken.id, ApiToken.last_used_at)
-        .join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == hash_token(plain), ApiToken.revoked_at.is_(None))
-    ).first()
-    if row is None:
-        return None
-    user, token_id, last_used_at = row
-    now = utcnow()
-    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
-        db.session.execute(
-            sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
-        )
-        db.session.commit()
-        # The commit expired the user; load it now, while the request surely has
-        # its session (a streamed response reads it later).
-        db.session.refresh(user)
-    return user
+    autocommit = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit as connection:
+        row = connection.execute(_TOKEN_OWNER, {"token_hash": hash_token(plain)}).first()
+        if row is None:
+            return None
+        token_id, user_id, last_used_at, timeline_version = row
+        now = utcnow()
+        if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+            connection.execute(
+                sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+            )
+    return TokenOwner(user_id, timeline_version)
 
 
 def list_tokens(user: User) -> list[ApiToken]:

@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 from flask import Flask, Response, g, request
 from flask_login import current_user
 
-from .accounts import user_for_token
+from .accounts import TokenOwner, owner_of_token
 from .errors import problem
 from .extensions import db, login_manager
 from .models import User
@@ -18,12 +18,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def bearer_user() -> User | None:
-    """The user whose live token is in the Authorization header, if any."""
+def bearer_owner() -> TokenOwner | None:
+    """The owner of the live token in the Authorization header, if any."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return user_for_token(token.strip())
+    return owner_of_token(token.strip())
+
+
+def bearer_user() -> User | None:
+    owner = bearer_owner()
+    return db.session.get(User, owner.id) if owner is not None else None
 
 
 def unauthorized(detail: str) -> Response:
@@ -34,24 +39,39 @@ def unauthorized(detail: str) -> Response:
     )
 
 
-def token_required(view: Callable[P, R]) -> Callable[P, R | Response]:
-    """Run the view with g.user set from the bearer token, or answer 401.
-
-    The API deliberately ignores session cookies: a cookie-authenticated API
-    would be open to cross-site request forgery.
-    """
-
+def _with_token(view: Callable[P, R], *, load_user: bool) -> Callable[P, R | Response]:
     @wraps(view)
     def wrapped(*args: P.args, **kwargs: P.kwargs) -> R | Response:
         if "Authorization" not in request.headers:
             return unauthorized("Send an API token: Authorization: Bearer <token>.")
-        user = bearer_user()
-        if user is None:
+        owner = bearer_owner()
+        if owner is None:
             return unauthorized("The token is unknown or has been revoked.")
-        g.user = user
+        g.owner = owner
+        if load_user:
+            g.user = db.session.get(User, owner.id)
+            if g.user is None:  # the account went between the two statements
+                return unauthorized("The token is unknown or has been revoked.")
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def token_required(view: Callable[P, R]) -> Callable[P, R | Response]:
+    """Run the view with g.owner and g.user (the ORM User) set from the bearer token, or 401.
+
+    The API deliberately ignores session cookies: a cookie-authenticated API
+    would be open to cross-site request forgery.
+    """
+    return _with_token(view, load_user=True)
+
+
+def token_owner_required(view: Callable[P, R]) -> Callable[P, R | Response]:
+    """As token_required, with g.owner only: for reads that need just the user's id.
+
+    Saves loading the user, a statement, on the API's most frequent request.
+    """
+    return _with_token(view, load_user=False)
 
 
 def session_or_bearer_user() -> User | None:

@@ -40,6 +40,12 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "DB_SECRET_ARN": None,
         "LOCAL_STORAGE_DIR": str(instance / "photos"),
         "IMAGE_URL_EXPIRES": 15 * 60,
+        # Rendered API pages kept per worker (diary/page_cache.py); 0 MB turns it off.
+        "API_PAGE_CACHE_MB": 8,
+        "API_PAGE_CACHE_SECONDS": 60,
+        # Pooled database connections unused for longer are checked before use
+        # (diary/extensions.py); busy ones are not, which saves a round trip a request.
+        "DB_PING_AFTER_IDLE_SECONDS": 10.0,
         "MAX_UPLOAD_MB": 20,
         "MAX_ENTRY_CHARS": 20_000,
         "SECRET_KEY": None,
@@ -201,7 +207,15 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     ):
         if (value := _integer(env, name)) is not None:
             config[name] = value
-    for name in ("S3_CONNECT_TIMEOUT", "S3_READ_TIMEOUT", "S3_FAILURE_COOLDOWN"):
+    for name in ("API_PAGE_CACHE_MB", "API_PAGE_CACHE_SECONDS"):
+        if (value := _integer(env, name, minimum=0)) is not None:
+            config[name] = value
+    for name in (
+        "S3_CONNECT_TIMEOUT",
+        "S3_READ_TIMEOUT",
+        "S3_FAILURE_COOLDOWN",
+        "DB_PING_AFTER_IDLE_SECONDS",
+    ):
         if (value := _number(env, name)) is not None:
             config[name] = value
     # Only for serving plain HTTP without debug on a trusted machine.
@@ -232,8 +246,14 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
     if url.get_backend_name() == "postgresql":
         options = config["SQLALCHEMY_ENGINE_OPTIONS"]
         # A dead or unreachable database must fail a request quickly, not hang it.
-        options.setdefault("pool_pre_ping", True)
         options.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
+    # Presigned URLs are reused while a third of their lifetime is left; a cached
+    # page must not outlive that, or it would hand out URLs that have expired.
+    if config["API_PAGE_CACHE_SECONDS"] * 3 >= config["IMAGE_URL_EXPIRES"]:
+        raise ConfigError(
+            "API_PAGE_CACHE_SECONDS must be less than a third of IMAGE_URL_EXPIRES "
+            f"({config['IMAGE_URL_EXPIRES']} s), got {config['API_PAGE_CACHE_SECONDS']}"
+        )
     # Flask's own defaults already hold SESSION_COOKIE_SECURE=False, so setdefault
     # would never apply: decide here unless the environment chose explicitly.
     if config.get("SESSION_COOKIE_SECURE_FROM_ENV") is None:

@@ -14,6 +14,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
 from . import search
+from .accounts import TokenOwner
 from .errors import InvalidInput
 from .extensions import db
 from .images import (
@@ -47,7 +48,7 @@ def clean_text(text: str | None, *, has_images: bool) -> str:
     return text
 
 
-def live_entries(user: User) -> sa.Select[tuple[Entry]]:
+def live_entries(user: User | TokenOwner) -> sa.Select[tuple[Entry]]:
     """The user's entries on the timeline; the one definition of "live" (diary.timeline too)."""
     return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
 

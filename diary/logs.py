@@ -148,6 +148,9 @@ def _request_id() -> str:
 
 def _user_id() -> int | None:
     """The signed-in user, if the request already looked them up (never a query of its own)."""
+    owner = g.get("owner")  # API requests: the token check's plain row
+    if owner is not None:
+        return owner.id
     user = g.get("user") or g.get("_login_user")
     if user is None or not getattr(user, "is_authenticated", False):
         return None

@@ -21,6 +21,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from . import entries, search, tags
+from .accounts import TokenOwner
 from .errors import InvalidInput
 from .extensions import db
 from .models import Entry, Image, User
@@ -119,7 +120,7 @@ _PHOTO_COLUMNS = (
 
 
 def list_entries(
-    user: User,
+    user: User | TokenOwner,
     *,
     limit: int,
     cursor: Cursor | None = None,
