@@ -44,7 +44,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "API_PAGE_CACHE_MB": 8,
         "API_PAGE_CACHE_SECONDS": 60,
         # Pooled database connections unused for longer are checked before use
-        # (diary/extensions.py); busy ones are not, which saves a round trip a request.
+        # (diary/db_ping.py); busy ones are not, which saves a round trip a request.
         "DB_PING_AFTER_IDLE_SECONDS": 10.0,
         "MAX_UPLOAD_MB": 20,
         "MAX_ENTRY_CHARS": 20_000,

@@ -64,6 +64,8 @@ def test_db_secret_without_host_needs_db_endpoint():
         ({"MAX_UPLOAD_MB": "lots"}, "MAX_UPLOAD_MB"),
         ({"MAX_UPLOAD_MB": "0"}, "MAX_UPLOAD_MB"),
         ({"S3_READ_TIMEOUT": "-1"}, "S3_READ_TIMEOUT"),
+        ({"API_PAGE_CACHE_MB": "-1"}, "API_PAGE_CACHE_MB"),
+        ({"DB_PING_AFTER_IDLE_SECONDS": "0"}, "DB_PING_AFTER_IDLE_SECONDS"),
     ],
 )
 def test_malformed_settings_stop_the_app_naming_the_variable(env, named):
@@ -112,3 +114,8 @@ def test_s3_settings_from_the_environment():
         "us-east-1",
         "http://127.0.0.1:9",
     )
+
+
+def test_cached_pages_must_not_outlive_the_photo_urls_in_them():
+    with pytest.raises(ConfigError, match="API_PAGE_CACHE_SECONDS"):
+        create_app({"TESTING": True, "API_PAGE_CACHE_SECONDS": 300, "IMAGE_URL_EXPIRES": 900})
