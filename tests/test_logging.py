@@ -14,6 +14,7 @@ import requests
 from flask import request
 
 from diary import create_app
+from diary.logs import redact
 
 from .servers import free_port, gunicorn_server
 
@@ -175,6 +176,38 @@ def test_secrets_sent_to_the_app_never_reach_the_log(app, user, make_token, caps
     assert "careless" in out and "Traceback" in out
     for secret in (token, cookie_value, PASSWORD, database_password):
         assert secret not in out
+
+
+@pytest.mark.parametrize(
+    ("line", "hidden"),
+    [
+        ("connect to postgresql://diary:hunter2pw@db/diary", "hunter2pw"),
+        ("Authorization: Bearer tok-abc-123", "tok-abc-123"),
+        ("authorization: BEARER tok-abc-123", "tok-abc-123"),
+        ("{'Cookie': 'session=cookie-xyz'}", "cookie-xyz"),
+        ("SET-COOKIE: session=cookie-xyz", "cookie-xyz"),
+        ("{'password': 'pw-123456'}", "pw-123456"),
+        ("PASSWD=pw-123456", "pw-123456"),
+        ("client_secret: sec-123456", "sec-123456"),
+        ("Token=tok-123456", "tok-123456"),
+        ("日記の写真 Bearer tok-abc-123", "tok-abc-123"),  # non-ASCII lines take the patterns
+    ],
+)
+def test_redact_masks_every_credential_pattern_in_any_case(line: str, hidden: str):
+    masked = redact(line)
+    assert hidden not in masked
+    assert "***" in masked
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"message": "GET /api/v1/entries 200", "status": 200, "user_id": 1}',
+        "日記 /entries/12 200",
+    ],
+)
+def test_redact_leaves_lines_without_credentials_as_they_are(line: str):
+    assert redact(line) == line
 
 
 def test_the_database_password_from_db_secret_never_reaches_the_log(
