@@ -12,6 +12,14 @@ worker_class = "gthread"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
+# Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
+# connections over them. With one shared socket, the worker that woke first
+# took nearly all of a burst (App Runner's and the load balancer's keep-alive
+# pools, wrk's 32 connections: 44 of 48 in tests/test_gunicorn.py), and kept
+# them, so one core did the work of two (the bench's rate halved in such runs).
+# The price: connections still queued on a worker's socket when that worker
+# exits (a timeout kill, a deploy) are reset rather than taken by another.
+reuse_port = True
 # No gunicorn access log: the app writes one JSON line per request itself
 # (diary/logs.py), with the request id and user that gunicorn cannot know.
 accesslog = None

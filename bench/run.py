@@ -31,7 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.servers import (  # noqa: E402
     flask_cli,
+    gunicorn_master_pid,
     gunicorn_server,
+    gunicorn_worker_pids,
     moto_s3_server,
     postgres_database,
     service_env,
@@ -109,13 +111,6 @@ def seed_big_user(url: str, user_id: int, count: int) -> None:
         db.execute("ANALYZE")
 
 
-def gunicorn_pids(master: int) -> list[int]:
-    out = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True, check=False
-    )
-    return [int(p) for p in out.stdout.split()]
-
-
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -141,26 +136,13 @@ def pss_mb(pid: int) -> float:
     return 0.0
 
 
-def master_pid(port: str) -> int:
-    out = subprocess.run(
-        ["pgrep", "-f", "gunicorn.*wsgi:app"], capture_output=True, text=True, check=False
-    )
-    for pid in (int(p) for p in out.stdout.split()):
-        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        if f"PORT={port}".encode() in env and gunicorn_pids(pid):
-            parent = int(Path(f"/proc/{pid}/stat").read_text().split()[3])
-            if f"PORT={port}".encode() not in Path(f"/proc/{parent}/environ").read_bytes():
-                return pid
-    raise RuntimeError("gunicorn master not found")
-
-
 def wait_until_idle(master: int, timeout: float = 30.0) -> None:
     """Until the workers' CPU time stops growing: uploads still being decoded after wrk
     stopped would otherwise count in the next memory measurement (+25-30 MB seen)."""
 
     def cpu_ticks() -> int:
         total = 0
-        for pid in gunicorn_pids(master):
+        for pid in gunicorn_worker_pids(master):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
         return total
@@ -180,7 +162,7 @@ class MemorySampler:
 
     def __init__(self, master: int) -> None:
         self.master = master
-        self.baseline = {pid: rss_mb(pid) for pid in gunicorn_pids(master)}
+        self.baseline = {pid: rss_mb(pid) for pid in gunicorn_worker_pids(master)}
         self.peak = dict(self.baseline)
         self.total_peak = 0.0
         self.total_pss_peak = 0.0
@@ -190,12 +172,12 @@ class MemorySampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             total = rss_mb(self.master)
-            for pid in gunicorn_pids(self.master):
+            for pid in gunicorn_worker_pids(self.master):
                 value = rss_mb(pid)
                 total += value
                 self.peak[pid] = max(self.peak.get(pid, 0.0), value)
             self.total_peak = max(self.total_peak, total)
-            pss = sum(pss_mb(pid) for pid in [self.master, *gunicorn_pids(self.master)])
+            pss = sum(pss_mb(pid) for pid in [self.master, *gunicorn_worker_pids(self.master)])
             self.total_pss_peak = max(self.total_pss_peak, pss)
             time.sleep(0.02)
 
@@ -422,11 +404,11 @@ def main() -> int:
                     f"{time.monotonic() - started:.2f} s (port open + /healthz)",
                 )
             )
-            master = master_pid(base.rsplit(":", 1)[1])
+            master = gunicorn_master_pid(base.rsplit(":", 1)[1])
             rows.append(
                 (
                     "RSS idle (master + 2 workers)",
-                    f"{sum(rss_mb(p) for p in [master, *gunicorn_pids(master)]):.0f} MB",
+                    f"{sum(rss_mb(p) for p in [master, *gunicorn_worker_pids(master)]):.0f} MB",
                 )
             )
 

@@ -129,6 +129,63 @@ def gunicorn_server(env: Mapping[str, str]) -> Iterator[str]:
             process.wait(timeout=30)
 
 
+def gunicorn_worker_pids(master: int) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True, check=False
+    )
+    return [int(p) for p in out.stdout.split()]
+
+
+def gunicorn_master_pid(port: str | int) -> int:
+    """The master of the gunicorn started by gunicorn_server on `port` (found by its PORT)."""
+    marker = f"PORT={port}".encode()
+    out = subprocess.run(
+        ["pgrep", "-f", "gunicorn.*wsgi:app"], capture_output=True, text=True, check=False
+    )
+    for pid in (int(p) for p in out.stdout.split()):
+        with suppress(OSError):
+            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                parent = int(Path(f"/proc/{pid}/stat").read_text().split()[3])
+                if marker not in Path(f"/proc/{parent}/environ").read_bytes().split(b"\0"):
+                    return pid
+    raise RuntimeError(f"no gunicorn master serves port {port}")
+
+
+TCP_STATES = {"established": "01", "listening": "0A"}
+
+
+def sockets_on_port(pid: int, port: int, state: str = "established") -> int:
+    """How many TCP sockets on local `port` in `state` process `pid` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == TCP_STATES[state] and fields[9] in inodes:
+                count += 1
+    return count
+
+
+def listening_workers(port: int, expected: int, timeout: float = 30) -> list[int]:
+    """The pids of gunicorn's workers on `port` once `expected` of them listen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = gunicorn_worker_pids(gunicorn_master_pid(port))
+        with suppress(OSError):  # a worker may exit while we look
+            ready = [pid for pid in workers if sockets_on_port(pid, port, "listening")]
+            if len(ready) >= expected:
+                return ready
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(workers)} workers, not {expected}, listen on {port}")
+        time.sleep(0.1)
+
+
 def service_env(database_url: str, s3_endpoint: str, bucket: str, **extra: str) -> dict[str, str]:
     """The environment of a production-like diary on these servers (2 workers, a fresh key)."""
     return {
