@@ -37,6 +37,8 @@ test: $(STAMP) lint check-migrations
 
 ## bench: real gunicorn + PostgreSQL + S3 under wrk; prints figures and targets (not in `make test`)
 bench: $(STAMP)
+	@command -v $${WRK:-wrk} >/dev/null || { echo "installing wrk (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench
 
 ## resilience: the resilience suite with the full 60 s load phases (`make test` runs it for 10 s)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
+import sqlalchemy as sa
 from flask import Flask, Response, g, request
 from flask_login import current_user
 
@@ -29,6 +30,22 @@ def bearer_owner() -> TokenOwner | None:
 def bearer_user() -> User | None:
     owner = bearer_owner()
     return db.session.get(User, owner.id) if owner is not None else None
+
+
+def known_user_id() -> int | None:
+    """The signed-in user, if the request already looked them up (never a query of its own)."""
+    owner = g.get("owner")  # API requests: the token check's plain row
+    if owner is not None:
+        return owner.id
+    user = g.get("user") or g.get("_login_user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    # The identity map key, not `user.id`: after a rollback (the database just
+    # went away) the attribute is expired and reading it would query again,
+    # turning the 503 being answered into a 500 while logging it.
+    state = sa.inspect(user, raiseerr=False)
+    identity = state.identity if state is not None else None
+    return identity[0] if identity else None
 
 
 def unauthorized(detail: str) -> Response:

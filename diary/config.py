@@ -8,6 +8,7 @@ bad deployment fails at boot instead of on the first request.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from zoneinfo import available_timezones
 from sqlalchemy.engine import make_url
 
 DEFAULT_REGION = "ap-northeast-1"
+MAX_TOKEN_CACHE_SECONDS = 60
 
 
 class ConfigError(RuntimeError):
@@ -43,6 +45,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Rendered API pages kept per worker (diary/page_cache.py); 0 MB turns it off.
         "API_PAGE_CACHE_MB": 8,
         "API_PAGE_CACHE_SECONDS": 60,
+        # A checked token is trusted this long at most while the change feed has
+        # no notice for its owner (diary/token_cache.py); 0 reads it every request.
+        "API_TOKEN_CACHE_SECONDS": 5.0,
         # Pooled database connections unused for longer are checked before use
         # (diary/db_ping.py); busy ones are not, which saves a round trip a request.
         "DB_PING_AFTER_IDLE_SECONDS": 10.0,
@@ -78,7 +83,7 @@ def _integer(env: Mapping[str, str], name: str, *, minimum: int = 1) -> int | No
     return value
 
 
-def _number(env: Mapping[str, str], name: str) -> float | None:
+def _number(env: Mapping[str, str], name: str, *, zero_allowed: bool = False) -> float | None:
     raw = env.get(name)
     if raw is None or raw == "":
         return None
@@ -86,8 +91,9 @@ def _number(env: Mapping[str, str], name: str) -> float | None:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be greater than 0, got {raw}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
+        least = "0 or more" if zero_allowed else "greater than 0"
+        raise ConfigError(f"{name} must be a number {least}, got {raw}")
     return value
 
 
@@ -218,6 +224,8 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     ):
         if (value := _number(env, name)) is not None:
             config[name] = value
+    if (value := _number(env, "API_TOKEN_CACHE_SECONDS", zero_allowed=True)) is not None:
+        config["API_TOKEN_CACHE_SECONDS"] = value
     # Only for serving plain HTTP without debug on a trusted machine.
     if (secure := _boolean(env, "SESSION_COOKIE_SECURE")) is not None:
         config["SESSION_COOKIE_SECURE_FROM_ENV"] = secure
@@ -253,6 +261,12 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
         raise ConfigError(
             "API_PAGE_CACHE_SECONDS must be less than a third of IMAGE_URL_EXPIRES "
             f"({config['IMAGE_URL_EXPIRES']} s), got {config['API_PAGE_CACHE_SECONDS']}"
+        )
+    # It bounds how long a revoked token may still work should a notice be lost.
+    if config["API_TOKEN_CACHE_SECONDS"] > MAX_TOKEN_CACHE_SECONDS:
+        raise ConfigError(
+            f"API_TOKEN_CACHE_SECONDS must be at most {MAX_TOKEN_CACHE_SECONDS}, "
+            f"got {config['API_TOKEN_CACHE_SECONDS']}"
         )
     # Flask's own defaults already hold SESSION_COOKIE_SECURE=False, so setdefault
     # would never apply: decide here unless the environment chose explicitly.

@@ -19,9 +19,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.engine import make_url
+
+from .auth import known_user_id
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # App Runner and the ALB in front of ECS add this to every request.
@@ -164,22 +165,6 @@ def _request_id() -> str:
     return uuid.uuid4().hex
 
 
-def _user_id() -> int | None:
-    """The signed-in user, if the request already looked them up (never a query of its own)."""
-    owner = g.get("owner")  # API requests: the token check's plain row
-    if owner is not None:
-        return owner.id
-    user = g.get("user") or g.get("_login_user")
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    # The identity map key, not `user.id`: after a rollback (the database just
-    # went away) the attribute is expired and reading it would query again,
-    # turning the 503 being answered into a 500 while logging it.
-    state = sa.inspect(user, raiseerr=False)
-    identity = state.identity if state is not None else None
-    return identity[0] if identity else None
-
-
 def _start_request() -> None:
     g.request_started = time.perf_counter()
     g.request_id = _request_id()
@@ -204,7 +189,7 @@ def _log_request(response: Response) -> Response:
             "status": response.status_code,
             "duration_ms": duration_ms,
             "request_id": g.get("request_id"),
-            "user_id": _user_id(),
+            "user_id": known_user_id(),
         },
     )
     return response

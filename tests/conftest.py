@@ -115,6 +115,24 @@ def app_with(backend: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
 
 
 @pytest.fixture
+def postgres_app(postgres_url: str) -> Iterator[Callable[..., Flask]]:
+    """Apps on PostgreSQL alone, for what SQLite does not have (LISTEN, pools that go stale)."""
+    apps: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        apps.append(
+            make_app({"SQLALCHEMY_DATABASE_URI": postgres_url, "_truncate": True, **overrides})
+        )
+        return apps[-1]
+
+    yield build
+    for built in apps:
+        with built.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
 def app(app_with: Callable[..., Flask]) -> Flask:
     return app_with()
 
@@ -162,6 +180,13 @@ def user(make_user: Callable[..., User]) -> User:
 def auth(user: User, make_token: Callable[[User], str]) -> dict[str, str]:
     """Headers of an API client signed in as `user`."""
     return {"Authorization": f"Bearer {make_token(user)}"}
+
+
+def token_for_new_user(app: Flask, email: str | None = None) -> dict[str, str]:
+    """Headers of an API client signed in as a new user of `app`."""
+    with app.app_context():
+        user = create_user(email or f"user-{os.urandom(4).hex()}@example.com", "correct horse")
+        return {"Authorization": f"Bearer {issue_token(user, 'tests')[1]}"}
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color: str = "teal") -> bytes:

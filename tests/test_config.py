@@ -66,11 +66,20 @@ def test_db_secret_without_host_needs_db_endpoint():
         ({"S3_READ_TIMEOUT": "-1"}, "S3_READ_TIMEOUT"),
         ({"API_PAGE_CACHE_MB": "-1"}, "API_PAGE_CACHE_MB"),
         ({"DB_PING_AFTER_IDLE_SECONDS": "0"}, "DB_PING_AFTER_IDLE_SECONDS"),
+        ({"S3_READ_TIMEOUT": "nan"}, "S3_READ_TIMEOUT"),
+        ({"API_TOKEN_CACHE_SECONDS": "-1"}, "API_TOKEN_CACHE_SECONDS"),
+        ({"API_TOKEN_CACHE_SECONDS": "soon"}, "API_TOKEN_CACHE_SECONDS"),
     ],
 )
 def test_malformed_settings_stop_the_app_naming_the_variable(env, named):
     with pytest.raises(ConfigError, match=named):
         from_env(env)
+
+
+def test_the_token_cache_can_be_turned_off_but_not_stretched_past_a_minute():
+    assert from_env({"API_TOKEN_CACHE_SECONDS": "0"})["API_TOKEN_CACHE_SECONDS"] == 0
+    with pytest.raises(ConfigError, match="API_TOKEN_CACHE_SECONDS must be at most 60"):
+        create_app({"TESTING": True, "API_TOKEN_CACHE_SECONDS": 3600})
 
 
 def test_a_bad_db_secret_is_never_echoed():

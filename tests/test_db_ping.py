@@ -3,42 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from flask import Flask
 
-from diary.accounts import create_user, issue_token
 from diary.extensions import db
 
-from .conftest import make_app
+from .conftest import token_for_new_user
 
 PAGE = "/api/v1/entries"
-
-
-@pytest.fixture
-def postgres_app(postgres_url: str) -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
-
-    def build(**overrides: Any) -> Flask:
-        apps.append(
-            make_app({"SQLALCHEMY_DATABASE_URI": postgres_url, "_truncate": True, **overrides})
-        )
-        return apps[-1]
-
-    yield build
-    for app in apps:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-
-
-def token_for_new_user(app: Flask) -> dict[str, str]:
-    with app.app_context():
-        user = create_user("pinged@example.com", "correct horse battery")
-        return {"Authorization": f"Bearer {issue_token(user, 'tests')[1]}"}
 
 
 def count_pings(app: Flask, monkeypatch: pytest.MonkeyPatch) -> list[None]:
