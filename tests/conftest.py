@@ -98,13 +98,13 @@ def make_app(config: dict[str, Any]) -> Flask:
     return app
 
 
-@pytest.fixture
-def app_with(backend: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
-    """Build the app on this test's backend with extra settings, e.g. a smaller upload limit."""
+@contextmanager
+def app_builder(config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
+    """Build apps on `config` with extra settings; their pools are closed afterwards."""
     apps: list[Flask] = []
 
     def build(**overrides: Any) -> Flask:
-        apps.append(make_app({**backend, **overrides}))
+        apps.append(make_app({**config, **overrides}))
         return apps[-1]
 
     yield build
@@ -112,24 +112,20 @@ def app_with(backend: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
         with built.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+@pytest.fixture
+def app_with(backend: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
+    """Build the app on this test's backend with extra settings, e.g. a smaller upload limit."""
+    with app_builder(backend) as build:
+        yield build
 
 
 @pytest.fixture
 def postgres_app(postgres_url: str) -> Iterator[Callable[..., Flask]]:
     """Apps on PostgreSQL alone, for what SQLite does not have (LISTEN, pools that go stale)."""
-    apps: list[Flask] = []
-
-    def build(**overrides: Any) -> Flask:
-        apps.append(
-            make_app({"SQLALCHEMY_DATABASE_URI": postgres_url, "_truncate": True, **overrides})
-        )
-        return apps[-1]
-
-    yield build
-    for built in apps:
-        with built.app_context():
-            db.session.remove()
-            db.engine.dispose()
+    with app_builder({"SQLALCHEMY_DATABASE_URI": postgres_url, "_truncate": True}) as build:
+        yield build
 
 
 @pytest.fixture
