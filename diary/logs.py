@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import click
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.engine import make_url
 
@@ -136,10 +137,13 @@ def configure_logging(
     loggers: Iterable[str] = ("diary",),
     handler_class: type[StdoutHandler] = StdoutHandler,
 ) -> None:
-    """Send the given loggers to stdout (or stderr) as JSON lines, once per process."""
+    """Send the given loggers to stdout (or stderr) as JSON lines, through one handler."""
     for name in loggers:
         logger = logging.getLogger(name)
-        if not any(type(handler) is handler_class for handler in logger.handlers):
+        ours = [handler for handler in logger.handlers if isinstance(handler, StdoutHandler)]
+        if [type(handler) for handler in ours] != [handler_class]:
+            for handler in ours:
+                logger.removeHandler(handler)
             handler = handler_class()
             handler.setFormatter(JsonFormatter())
             logger.addHandler(handler)
@@ -207,7 +211,11 @@ def register_secrets(config: dict[str, Any]) -> None:
 
 def init_app(app: Flask) -> None:
     """JSON logging for the app's loggers and one line per request."""
-    configure_logging()
+    # Under the `flask` command stdout can be the data (`db upgrade --sql`,
+    # `doctor --json`, `export`), so the app's lines, the start-up line among
+    # them, go to stderr there; gunicorn is no click command.
+    under_flask_command = click.get_current_context(silent=True) is not None
+    configure_logging(handler_class=StderrHandler if under_flask_command else StdoutHandler)
     register_secrets(app.config)
     app.before_request(_start_request)
     app.after_request(_log_request)

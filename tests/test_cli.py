@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 from diary.extensions import db
 from diary.models import ApiToken, User
+
+from .servers import ROOT, flask_cli
 
 
 def test_users_create_reads_the_password_from_stdin(app, runner):
@@ -75,3 +82,31 @@ def test_another_users_token_cannot_be_revoked(app, runner, user, make_user, mak
 
     result = runner.invoke(args=["tokens", "revoke", user.email, str(token_id)])
     assert result.exit_code != 0
+
+
+def test_the_flask_command_keeps_stdout_for_data_and_logs_on_stderr(tmp_path):
+    """`flask db upgrade --sql > schema.sql` and `doctor --json | jq` once began with
+    the app's start-up log line; under the flask command the app logs to stderr."""
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'diary.sqlite3'}",
+        "LOCAL_STORAGE_DIR": str(tmp_path / "photos"),
+        "FLASK_DEBUG": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "diary", "db", "upgrade", "--sql"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert result.stdout.lstrip().startswith("CREATE TABLE alembic_version")
+    assert '"diary starting' not in result.stdout
+    started = [json.loads(line) for line in result.stderr.splitlines() if "diary starting" in line]
+    assert started and started[0]["level"] == "INFO"
+
+    flask_cli(env, "db", "upgrade")
+    checks = json.loads(flask_cli(env, "doctor", "--json"))
+    assert checks[0]["name"] == "configuration"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from flask_migrate import downgrade, upgrade
 from diary import create_app
 from diary.extensions import db
 
-from .servers import postgres_database
+from .servers import flask_cli, postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -73,3 +74,23 @@ def test_the_timeline_index_exists_and_is_partial(empty_database_app):
         indexes = {i["name"]: i for i in sa.inspect(db.engine).get_indexes("entries")}
     index = indexes["ix_entries_user_timeline"]
     assert index["column_names"] == ["user_id", "created_at", "id"]
+
+
+def test_the_sql_of_upgrade_sql_builds_the_whole_schema_on_postgresql():
+    """For operators who review or apply the migrations by hand: `flask db upgrade
+    --sql > schema.sql` (it stopped at revision 0004's backfill until 2026-12-01)."""
+    with postgres_database() as url:
+        env = {"DATABASE_URL": url, "FLASK_DEBUG": "1"}
+        script = flask_cli(env, "db", "upgrade", "--sql")
+        applied = subprocess.run(
+            ["psql", url, "-v", "ON_ERROR_STOP=1", "--quiet"],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert applied.returncode == 0, applied.stderr
+
+        assert flask_cli(env, "db", "current").split() == flask_cli(env, "db", "heads").split()
+        assert "No new upgrade operations detected" in flask_cli(env, "db", "check")
