@@ -4,12 +4,16 @@ Clients ask for the first page of /api/v1/entries each time they open or
 refresh, many times between the few moments their owner writes. A rendered
 page is kept under (user, timeline_version, the page's parameters).
 Database triggers raise users.timeline_version with every change to the
-user's entries or photos (migration 0005), and the token check reads it on
-every request (accounts.owner_of_token), so:
+user's entries or photos (migration 0005), and the token check reads it with
+the token (accounts.owner_of_token): from the database, or from the token
+cache while the change feed has heard of no change for the user since that
+read (diary/change_feed.py, diary/token_cache.py). So:
 
-- a page is never served once a change to it is committed, whichever worker
-  or instance made the change and whether or not it went through this code;
-- a revoked token is refused by the next request, cached page or not;
+- a page is not served once a change to it is committed: by the worker that
+  made the change, never again; by other workers and instances, not after the
+  change's notice reached them (milliseconds), whether or not the change went
+  through this code;
+- a revoked token is refused on the same terms, cached page or not;
 - a page kept under an old version is simply never asked for again, and
   makes way for newer ones as the least recently used.
 

@@ -1,8 +1,9 @@
 """The API page cache (issue 7): fast when nothing changed, never stale, never past a revocation.
 
 A cached page is kept under its owner's timeline_version, which database
-triggers raise on every change to entries and photos (migration 0005); the
-token check reads it on every request.
+triggers raise on every change to entries and photos (migration 0005). These
+apps never start the change feed, so the token check reads the version from
+the database on every request; tests/test_change_feed.py covers the feed.
 """
 
 from __future__ import annotations
