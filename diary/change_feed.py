@@ -41,6 +41,7 @@ from sqlalchemy.engine import Engine
 log = logging.getLogger(__name__)
 
 CHANNEL = "diary_changes"
+APPLICATION_NAME = "diary change feed"
 # The listener pings its connection after each quiet second; with no answer
 # for this long the feed stops being trusted.
 BEAT_SECONDS = 1.0
@@ -152,6 +153,8 @@ class ChangeFeed:
                 driver = connection.driver_connection  # gone from `connection` once detached
                 connection.detach()
                 driver.autocommit = True
+                # So operators can tell the listeners apart in pg_stat_activity.
+                driver.execute(f"SET application_name = '{APPLICATION_NAME}'")
                 driver.execute(f"LISTEN {CHANNEL}")
                 self.listening()
                 log.info("change feed listening on %s", CHANNEL)

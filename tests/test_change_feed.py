@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from diary.accounts import TokenOwner
-from diary.change_feed import CHANNEL, STALE_AFTER, ChangeFeed
+from diary.change_feed import APPLICATION_NAME, CHANNEL, STALE_AFTER, ChangeFeed
 from diary.extensions import db
 from diary.token_cache import TokenCache
 
@@ -140,8 +140,8 @@ def test_when_the_listener_loses_its_connection_requests_read_the_database_until
     run_sql(
         app,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE query IN ('SELECT 1', 'LISTEN diary_changes')"
-        " AND pid <> pg_backend_pid() AND datname = current_database()",
+        " WHERE application_name = :name AND datname = current_database()",
+        name=APPLICATION_NAME,
     )
     eventually(lambda: not feed.live)
 
