@@ -35,7 +35,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -185,10 +185,6 @@ class ChangeFeed:
             self.changed(int(payload))
         else:  # not ours to understand: assume the worst
             self.everything_changed()
-
-
-def current_change_feed() -> ChangeFeed:
-    return current_app.extensions["diary.change_feed"]
 
 
 def start_listening(app: Flask) -> None:
