@@ -198,8 +198,10 @@ def service_env(database_url: str, s3_endpoint: str, bucket: str, **extra: str) 
     }
 
 
-def flask_cli(env: Mapping[str, str], *args: str, stdin: str = "") -> str:
-    """Run `flask --app diary ...` as an operator would, in its own process; its stdout."""
+def run_flask(
+    env: Mapping[str, str], *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run `flask --app diary ...` as an operator would, in its own process; must succeed."""
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "diary", *args],
         cwd=ROOT,
@@ -211,7 +213,12 @@ def flask_cli(env: Mapping[str, str], *args: str, stdin: str = "") -> str:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    return result
+
+
+def flask_cli(env: Mapping[str, str], *args: str, stdin: str = "") -> str:
+    """As run_flask; its stdout."""
+    return run_flask(env, *args, stdin=stdin).stdout
 
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from diary.extensions import db
 from diary.models import ApiToken, User
 
-from .servers import ROOT, flask_cli
+from .servers import flask_cli, run_flask
 
 
 def test_users_create_reads_the_password_from_stdin(app, runner):
@@ -92,15 +89,7 @@ def test_the_flask_command_keeps_stdout_for_data_and_logs_on_stderr(tmp_path):
         "LOCAL_STORAGE_DIR": str(tmp_path / "photos"),
         "FLASK_DEBUG": "1",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "diary", "db", "upgrade", "--sql"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = run_flask(env, "db", "upgrade", "--sql")
 
     assert result.stdout.lstrip().startswith("CREATE TABLE alembic_version")
     assert '"diary starting' not in result.stdout
