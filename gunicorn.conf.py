@@ -55,17 +55,6 @@ def when_ready(server: object) -> None:
     gc.freeze()
 
 
-def post_worker_init(worker: object) -> None:
-    """Listen for change notices in this worker (diary/change_feed.py).
-
-    Started here, after the fork: a thread started in the preloaded master
-    would not exist in the workers.
-    """
-    from diary.change_feed import start_listening
-
-    start_listening(worker.wsgi)  # type: ignore[attr-defined]
-
-
 forwarded_allow_ips = "*"
 # No gunicornc control socket: nothing here uses it, the container's user has
 # no writable home for it, and instances sharing a machine would share its path.

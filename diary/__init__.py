@@ -65,25 +65,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    from . import (
-        auth,
-        change_feed,
-        db_password,
-        db_ping,
-        i18n,
-        page_cache,
-        security,
-        storage,
-        token_cache,
-    )
+    from . import auth, db_password, i18n, security, storage
     from .extensions import babel, csrf, db, limiter, migrate
 
     db.init_app(app)
     db_password.init_app(app)
-    db_ping.init_app(app)
-    page_cache.init_app(app)
-    change_feed.init_app(app)
-    token_cache.init_app(app)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
     auth.init_app(app)
     storage.init_app(app)

@@ -19,7 +19,6 @@ from zoneinfo import available_timezones
 from sqlalchemy.engine import make_url
 
 DEFAULT_REGION = "ap-northeast-1"
-MAX_TOKEN_CACHE_SECONDS = 60
 
 
 class ConfigError(RuntimeError):
@@ -42,15 +41,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "DB_SECRET_ARN": None,
         "LOCAL_STORAGE_DIR": str(instance / "photos"),
         "IMAGE_URL_EXPIRES": 15 * 60,
-        # Rendered API pages kept per worker (diary/page_cache.py); 0 MB turns it off.
-        "API_PAGE_CACHE_MB": 8,
-        "API_PAGE_CACHE_SECONDS": 60,
-        # A checked token is trusted this long at most while the change feed has
-        # no notice for its owner (diary/token_cache.py); 0 reads it every request.
-        "API_TOKEN_CACHE_SECONDS": 5.0,
-        # Pooled database connections unused for longer are checked before use
-        # (diary/db_ping.py); busy ones are not, which saves a round trip a request.
-        "DB_PING_AFTER_IDLE_SECONDS": 10.0,
+        # Database connections per process: one per request thread (gunicorn's
+        # GUNICORN_THREADS), so an instance holds WEB_CONCURRENCY x this at most.
+        "DB_POOL_SIZE": 4,
         "MAX_UPLOAD_MB": 20,
         "MAX_ENTRY_CHARS": 20_000,
         "SECRET_KEY": None,
@@ -213,19 +206,18 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     ):
         if (value := _integer(env, name)) is not None:
             config[name] = value
-    for name in ("API_PAGE_CACHE_MB", "API_PAGE_CACHE_SECONDS"):
-        if (value := _integer(env, name, minimum=0)) is not None:
-            config[name] = value
+    # gunicorn runs GUNICORN_THREADS requests at once per worker; each needs one connection.
+    if (threads := _integer(env, "GUNICORN_THREADS")) is not None:
+        config["DB_POOL_SIZE"] = threads
+    if (pool_size := _integer(env, "DB_POOL_SIZE")) is not None:
+        config["DB_POOL_SIZE"] = pool_size
     for name in (
         "S3_CONNECT_TIMEOUT",
         "S3_READ_TIMEOUT",
         "S3_FAILURE_COOLDOWN",
-        "DB_PING_AFTER_IDLE_SECONDS",
     ):
         if (value := _number(env, name)) is not None:
             config[name] = value
-    if (value := _number(env, "API_TOKEN_CACHE_SECONDS", zero_allowed=True)) is not None:
-        config["API_TOKEN_CACHE_SECONDS"] = value
     # Only for serving plain HTTP without debug on a trusted machine.
     if (secure := _boolean(env, "SESSION_COOKIE_SECURE")) is not None:
         config["SESSION_COOKIE_SECURE_FROM_ENV"] = secure
@@ -255,19 +247,16 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
         options = config["SQLALCHEMY_ENGINE_OPTIONS"]
         # A dead or unreachable database must fail a request quickly, not hang it.
         options.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
-    # Presigned URLs are reused while a third of their lifetime is left; a cached
-    # page must not outlive that, or it would hand out URLs that have expired.
-    if config["API_PAGE_CACHE_SECONDS"] * 3 >= config["IMAGE_URL_EXPIRES"]:
-        raise ConfigError(
-            "API_PAGE_CACHE_SECONDS must be less than a third of IMAGE_URL_EXPIRES "
-            f"({config['IMAGE_URL_EXPIRES']} s), got {config['API_PAGE_CACHE_SECONDS']}"
-        )
-    # It bounds how long a revoked token may still work should a notice be lost.
-    if config["API_TOKEN_CACHE_SECONDS"] > MAX_TOKEN_CACHE_SECONDS:
-        raise ConfigError(
-            f"API_TOKEN_CACHE_SECONDS must be at most {MAX_TOKEN_CACHE_SECONDS}, "
-            f"got {config['API_TOKEN_CACHE_SECONDS']}"
-        )
+        # A pooled connection cut while idle (a restart, a failover, an idle
+        # timeout on the way to RDS) is found by a ping at checkout and replaced,
+        # instead of failing the request that drew it.
+        options.setdefault("pool_pre_ping", True)
+        # One connection per request thread and no overflow: the connections an
+        # instance can open are known (deploy/README.md sizes the database by it).
+        # A request that finds none free waits pool_timeout, then gets a 503.
+        options.setdefault("pool_size", config["DB_POOL_SIZE"])
+        options.setdefault("max_overflow", 0)
+        options.setdefault("pool_timeout", 10)
     # Flask's own defaults already hold SESSION_COOKIE_SECURE=False, so setdefault
     # would never apply: decide here unless the environment chose explicitly.
     if config.get("SESSION_COOKIE_SECURE_FROM_ENV") is None:

@@ -14,7 +14,6 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import NotFound
 
 from . import search
-from .accounts import TokenOwner
 from .errors import InvalidInput
 from .extensions import db
 from .images import (
@@ -48,7 +47,7 @@ def clean_text(text: str | None, *, has_images: bool) -> str:
     return text
 
 
-def live_entries(user: User | TokenOwner) -> sa.Select[tuple[Entry]]:
+def live_entries(user: User) -> sa.Select[tuple[Entry]]:
     """The user's entries on the timeline; the one definition of "live" (diary.timeline too)."""
     return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
 
@@ -184,7 +183,8 @@ def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
     """All live entries oldest first, as plain rows fetched in batches.
 
     Used to stream the original `GET /`: memory stays flat however long the
-    diary is, because neither the rows nor ORM objects are held.
+    diary is, because neither the rows nor ORM objects are held. The query is
+    built now and run when iterated, inside the streamed response.
     """
     first_image = (
         sa.select(Image.storage_key)
@@ -194,13 +194,17 @@ def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
         .scalar_subquery()
     )
     query = (
-        sa.select(Entry.id, Entry.created_at, Entry.updated_at, Entry.text, first_image)
-        .where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+        live_entries(user)
+        .with_only_columns(Entry.id, Entry.created_at, Entry.updated_at, Entry.text, first_image)
         .order_by(Entry.created_at, Entry.id)
         .execution_options(yield_per=batch_size)
     )
-    for row in db.session.execute(query):
-        yield LegacyRow(*row)
+
+    def rows() -> Iterator[LegacyRow]:
+        for row in db.session.execute(query):
+            yield LegacyRow(*row)
+
+    return rows()
 
 
 # --- editing, Trash and permanent deletion (issue 3: the pages) -------------

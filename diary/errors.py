@@ -122,7 +122,7 @@ def handle_storage_unavailable(error: StorageUnavailable) -> Response:
 def handle_database_unavailable(error: Exception) -> Response:
     """The database is down or unreachable: a quick 503 the client may retry, never a hang.
 
-    connect_timeout (diary/config.py) and diary/db_ping.py make the failure fast;
+    connect_timeout and pool_pre_ping (diary/config.py) make the failure fast;
     this turns it into an answer instead of a 500 and keeps the pool usable.
     """
     lost_connection = isinstance(

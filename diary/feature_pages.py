@@ -18,8 +18,7 @@ bp = Blueprint("features", __name__)
 
 
 def _cursor() -> timeline.Cursor | None:
-    raw = request.args.get("before")
-    return timeline.Cursor.decode(raw) if raw else None
+    return timeline.parse_cursor(request.args.get("before"))
 
 
 @bp.get("/search")

@@ -54,9 +54,6 @@ class User(UserMixin, db.Model):
     # Raised when the user signs out or changes the password: every browser
     # session stamped with an older value is no longer accepted.
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
-    # Raised by database triggers on every change to the user's entries or
-    # photos (migration 0005); cached API pages are valid while it is unchanged.
-    timeline_version: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
     entries: Mapped[list[Entry]] = relationship(back_populates="owner", lazy="raise")
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="owner", lazy="raise")

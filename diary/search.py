@@ -17,7 +17,6 @@ import re
 import sqlalchemy as sa
 
 from . import tags
-from .accounts import TokenOwner
 from .errors import InvalidInput
 from .extensions import db
 from .models import Entry, EntryTag, EntryTerm, User
@@ -91,7 +90,7 @@ def index_entry(entry: Entry) -> None:
         db.session.execute(sa.insert(EntryTag), tag_rows)
 
 
-def matching(user: User | TokenOwner, query: str) -> sa.ColumnElement[bool]:
+def matching(user: User, query: str) -> sa.ColumnElement[bool]:
     """A WHERE clause on Entry: the user's entries whose text contains `query`.
 
     The candidates come from entry_terms (index only, this user only); the

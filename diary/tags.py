@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .accounts import TokenOwner
 from .errors import InvalidInput
 from .extensions import db
 from .models import Entry, EntryTag, User
@@ -54,7 +53,7 @@ def tag_rows(entry: Entry) -> list[dict[str, object]]:
     ]
 
 
-def tagged_with(user: User | TokenOwner, tag: str) -> sa.ColumnElement[bool]:
+def tagged_with(user: User, tag: str) -> sa.ColumnElement[bool]:
     """A WHERE clause: the entry carries `tag` (served by the primary key of entry_tags)."""
     return Entry.id.in_(
         sa.select(EntryTag.entry_id).where(EntryTag.user_id == user.id, EntryTag.tag == tag)

@@ -21,7 +21,6 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from . import entries, search, tags
-from .accounts import TokenOwner
 from .errors import InvalidInput
 from .extensions import db
 from .models import Entry, Image, User
@@ -54,6 +53,11 @@ class Cursor:
         if parsed.created_at.tzinfo is None:
             raise InvalidInput("cursor", "The cursor is not valid; use next_cursor as given.")
         return parsed
+
+
+def parse_cursor(raw: str | None) -> Cursor | None:
+    """The cursor a client sent back (API `cursor`, pages `before`), or None for the first page."""
+    return Cursor.decode(raw) if raw else None
 
 
 def parse_limit(raw: str | None) -> int:
@@ -120,7 +124,7 @@ _PHOTO_COLUMNS = (
 
 
 def list_entries(
-    user: User | TokenOwner,
+    user: User,
     *,
     limit: int,
     cursor: Cursor | None = None,

@@ -64,11 +64,9 @@ def test_db_secret_without_host_needs_db_endpoint():
         ({"MAX_UPLOAD_MB": "lots"}, "MAX_UPLOAD_MB"),
         ({"MAX_UPLOAD_MB": "0"}, "MAX_UPLOAD_MB"),
         ({"S3_READ_TIMEOUT": "-1"}, "S3_READ_TIMEOUT"),
-        ({"API_PAGE_CACHE_MB": "-1"}, "API_PAGE_CACHE_MB"),
-        ({"DB_PING_AFTER_IDLE_SECONDS": "0"}, "DB_PING_AFTER_IDLE_SECONDS"),
+        ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE"),
+        ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS"),
         ({"S3_READ_TIMEOUT": "nan"}, "S3_READ_TIMEOUT"),
-        ({"API_TOKEN_CACHE_SECONDS": "-1"}, "API_TOKEN_CACHE_SECONDS"),
-        ({"API_TOKEN_CACHE_SECONDS": "soon"}, "API_TOKEN_CACHE_SECONDS"),
     ],
 )
 def test_malformed_settings_stop_the_app_naming_the_variable(env, named):
@@ -76,10 +74,16 @@ def test_malformed_settings_stop_the_app_naming_the_variable(env, named):
         from_env(env)
 
 
-def test_the_token_cache_can_be_turned_off_but_not_stretched_past_a_minute():
-    assert from_env({"API_TOKEN_CACHE_SECONDS": "0"})["API_TOKEN_CACHE_SECONDS"] == 0
-    with pytest.raises(ConfigError, match="API_TOKEN_CACHE_SECONDS must be at most 60"):
-        create_app({"TESTING": True, "API_TOKEN_CACHE_SECONDS": 3600})
+def test_postgresql_pool_has_one_checked_connection_per_request_thread():
+    config = {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": "postgresql://diary@db.internal/diary",
+        **from_env({"GUNICORN_THREADS": "6"}),
+    }
+    options = create_app(config).config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["pool_size"] == 6
+    assert options["max_overflow"] == 0
+    assert options["pool_pre_ping"] is True
 
 
 def test_a_bad_db_secret_is_never_echoed():
@@ -123,8 +127,3 @@ def test_s3_settings_from_the_environment():
         "us-east-1",
         "http://127.0.0.1:9",
     )
-
-
-def test_cached_pages_must_not_outlive_the_photo_urls_in_them():
-    with pytest.raises(ConfigError, match="API_PAGE_CACHE_SECONDS"):
-        create_app({"TESTING": True, "API_PAGE_CACHE_SECONDS": 300, "IMAGE_URL_EXPIRES": 900})

@@ -14,8 +14,7 @@ from .common import bp
 @bp.get("/trash")
 @login_required
 def trash() -> str:
-    raw_cursor = request.args.get("before")
-    cursor = timeline.Cursor.decode(raw_cursor) if raw_cursor else None
+    cursor = timeline.parse_cursor(request.args.get("before"))
     page = timeline.list_trash(current_user, limit=timeline.DEFAULT_PAGE_SIZE, cursor=cursor)
     return render_template("pages/trash.html", page=page)
 

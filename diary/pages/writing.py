@@ -10,15 +10,14 @@ from werkzeug.wrappers import Response as BaseResponse
 from .. import entries
 from ..errors import InvalidInput
 from ..forms import EditEntryForm, EntryForm
-from ..timeline import DEFAULT_PAGE_SIZE, Cursor, list_entries
+from ..timeline import DEFAULT_PAGE_SIZE, list_entries, parse_cursor
 from .common import bp, group_by_day, show_error
 
 
 @login_required
 def timeline() -> str:
     """The timeline, reached at `/` by browsers (see legacy.index): newest first, by day."""
-    raw_cursor = request.args.get("before")
-    cursor = Cursor.decode(raw_cursor) if raw_cursor else None
+    cursor = parse_cursor(request.args.get("before"))
     page = list_entries(current_user, limit=DEFAULT_PAGE_SIZE, cursor=cursor)
     return render_template(
         "pages/timeline.html",
