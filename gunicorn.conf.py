@@ -29,8 +29,8 @@ errorlog = "-"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "diary.logs.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "diary.logs.StdoutHandler", "formatter": "json"}},
+    "formatters": {"json": {"()": "diary.infra.logs.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "diary.infra.logs.StdoutHandler", "formatter": "json"}},
     "root": {"level": "WARNING", "handlers": ["stdout"]},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},

@@ -12,7 +12,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import InvalidInput
 from .extensions import db
-from .models import ApiToken, User, utcnow
+from .models import ApiToken, User
+from .timestamps import utcnow
 
 TOKEN_PREFIX = "diary_"  # noqa: S105 (a visible prefix, not a secret)
 MIN_PASSWORD_LENGTH = 8

@@ -24,8 +24,9 @@ from .images import (
     object_keys,
     variant_key,
 )
-from .models import Entry, Image, User, utcnow
-from .storage import StorageUnavailable, current_storage
+from .infra.storage import StorageUnavailable, current_storage
+from .models import Entry, Image, User
+from .timestamps import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,7 @@ from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from .timestamps import utcnow
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):

@@ -22,7 +22,7 @@ import requests
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from diary.migrate_lock import MIGRATION_LOCK_ID
+from diary.infra.migrate_lock import MIGRATION_LOCK_ID
 
 from .servers import ROOT, free_port, postgres_database, wait_for_port
 

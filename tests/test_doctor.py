@@ -301,7 +301,7 @@ def test_flask_doctor_runs_from_the_command_line(postgres_url, tmp_path):
     ],
 )
 def test_python_m_diary_doctor_reports_a_configuration_that_stops_the_app(env, named):
-    result = run_doctor_process(env, "-m", "diary.doctor")
+    result = run_doctor_process(env, "-m", "diary.commands.doctor")
 
     assert result.returncode == 1
     assert result.stdout.startswith("FAIL  configuration")

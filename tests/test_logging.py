@@ -14,7 +14,7 @@ import requests
 from flask import request
 
 from diary import create_app
-from diary.logs import redact
+from diary.infra.logs import redact
 
 from .servers import free_port, gunicorn_server
 

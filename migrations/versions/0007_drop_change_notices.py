@@ -42,8 +42,12 @@ def upgrade():
         op.execute(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {table}" if postgres else ""))
         if postgres:
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("timeline_version")
+    if postgres:
+        op.drop_column("users", "timeline_version")
+    else:
+        # SQLite drops a column in place since 3.35; batch mode's copy of the
+        # table would need a live database, so `db upgrade --sql` could not run.
+        op.execute("ALTER TABLE users DROP COLUMN timeline_version")
 
 
 def _revision(filename: str):
