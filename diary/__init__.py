@@ -46,10 +46,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
 
-    from . import cli, doctor, errors, features_cli, health, migrate_lock, storage_maintenance
+    from . import (
+        cli,
+        db_roles,
+        doctor,
+        errors,
+        features_cli,
+        health,
+        migrate_lock,
+        storage_maintenance,
+    )
 
     errors.init_app(app)
     cli.init_app(app)
+    db_roles.init_app(app)
     features_cli.init_app(app)
     storage_maintenance.init_app(app)
     health.init_app(app)
