@@ -16,9 +16,13 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import available_timezones
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 DEFAULT_REGION = "ap-northeast-1"
+# libpq's sslmode values, weakest first.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# An RDS endpoint's name is in its certificate, signed by the RDS CAs the image ships.
+RDS_SSLMODE = "verify-full"
 
 
 class ConfigError(RuntimeError):
@@ -39,6 +43,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "S3_FAILURE_COOLDOWN": 10.0,
         # Where DB_SECRET came from, to read it again after RDS rotates the password.
         "DB_SECRET_ARN": None,
+        # PostgreSQL TLS: None leaves it to DATABASE_URL (libpq's default is "prefer",
+        # which neither insists on TLS nor checks the server's certificate).
+        "DB_SSLMODE": None,
+        "DB_SSLROOTCERT": None,
         "LOCAL_STORAGE_DIR": str(instance / "photos"),
         "IMAGE_URL_EXPIRES": 15 * 60,
         # Database connections per process: one per request thread (gunicorn's
@@ -121,6 +129,15 @@ def _storage_uri(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _sslmode(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in SSL_MODES:
+        raise ConfigError(f"{name} must be one of {', '.join(SSL_MODES)}, got {raw!r}")
+    return raw
+
+
 def database_url_from_env(env: Mapping[str, str]) -> str | None:
     """Build the SQLAlchemy URL from DATABASE_URL, DB_* or DB_SECRET.
 
@@ -187,6 +204,13 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if url := database_url_from_env(env):
         config["SQLALCHEMY_DATABASE_URI"] = url
+        if not env.get("DATABASE_URL"):
+            # Built from DB_ENDPOINT/DB_SECRET: an RDS endpoint, so verify who answers.
+            config["DB_SSLMODE"] = RDS_SSLMODE
+    if sslmode := _sslmode(env, "DB_SSLMODE"):
+        config["DB_SSLMODE"] = sslmode
+    if env.get("DB_SSLROOTCERT"):
+        config["DB_SSLROOTCERT"] = env["DB_SSLROOTCERT"]
     for name in (
         "BUCKET",
         "S3_ENDPOINT_URL",
@@ -245,8 +269,10 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
     url = make_url(config["SQLALCHEMY_DATABASE_URI"])
     if url.get_backend_name() == "postgresql":
         options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+        connect_args = options.setdefault("connect_args", {})
         # A dead or unreachable database must fail a request quickly, not hang it.
-        options.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
+        connect_args.setdefault("connect_timeout", 5)
+        connect_args.update(tls_connect_args(config, url))
         # A pooled connection cut while idle (a restart, a failover, an idle
         # timeout on the way to RDS) is found by a ping at checkout and replaced,
         # instead of failing the request that drew it.
@@ -268,6 +294,58 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
             f"DEFAULT_TIMEZONE must be an IANA time zone such as Asia/Tokyo, "
             f"got {config['DEFAULT_TIMEZONE']!r}"
         )
+
+
+def tls_connect_args(config: Mapping[str, Any], url: URL) -> dict[str, str]:
+    """libpq's sslmode and sslrootcert from DB_SSLMODE and DB_SSLROOTCERT.
+
+    DB_SSLMODE (set, or verify-full by default for DB_ENDPOINT/DB_SECRET) wins over
+    an sslmode in DATABASE_URL; without it the URL decides. DB_SSLROOTCERT is used
+    whenever the server's certificate is verified, unless the URL names its own.
+    A verification that cannot succeed stops the app here rather than on every
+    connection: libpq would otherwise look for ~/.postgresql/root.crt.
+    """
+    sslmode = config.get("DB_SSLMODE")
+    if sslmode is not None and sslmode not in SSL_MODES:
+        raise ConfigError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}, got {sslmode!r}")
+    args: dict[str, str] = {"sslmode": sslmode} if sslmode else {}
+    effective = sslmode or _query_value(url, "sslmode")
+    if not (effective or "").startswith("verify-"):
+        return args
+    if _query_value(url, "sslrootcert"):
+        rootcert, named = _query_value(url, "sslrootcert"), "sslrootcert in DATABASE_URL"
+    else:
+        rootcert, named = config.get("DB_SSLROOTCERT"), "DB_SSLROOTCERT"
+        if not rootcert:
+            raise ConfigError(
+                f"DB_SSLROOTCERT is not set, but sslmode {effective} verifies the database's "
+                "certificate (verify-full is the default with DB_ENDPOINT/DB_SECRET): set it to "
+                "the CA bundle that signed it (the image ships Amazon RDS's at "
+                "/app/certs/rds-global-bundle.pem)"
+            )
+        args["sslrootcert"] = rootcert
+    # "system": libpq (16 and later) uses the operating system's trusted CAs.
+    if rootcert != "system" and not _holds_a_certificate(Path(rootcert)):
+        raise ConfigError(
+            f"{named} must be a readable PEM file of CA certificates for sslmode {effective}, "
+            f"got {rootcert!r}"
+        )
+    return args
+
+
+def _query_value(url: URL, name: str) -> str | None:
+    value = url.query.get(name)
+    if isinstance(value, tuple):
+        value = value[-1] if value else None
+    return value or None
+
+
+def _holds_a_certificate(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return b"-----BEGIN CERTIFICATE-----" in file.read(1024 * 1024)
+    except OSError:
+        return False
 
 
 def describe_database(uri: str) -> str:

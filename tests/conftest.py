@@ -32,7 +32,15 @@ os.environ.update(
     AWS_CONFIG_FILE="/dev/null",
     AWS_SHARED_CREDENTIALS_FILE="/dev/null",
 )
-for _name in ("DATABASE_URL", "DB_SECRET", "DB_ENDPOINT", "BUCKET", "S3_ENDPOINT_URL"):
+for _name in (
+    "DATABASE_URL",
+    "DB_SECRET",
+    "DB_ENDPOINT",
+    "DB_SSLMODE",
+    "DB_SSLROOTCERT",
+    "BUCKET",
+    "S3_ENDPOINT_URL",
+):
     os.environ.pop(_name, None)
 
 TABLES = ("images", "api_tokens", "entries", "users")

@@ -127,3 +127,110 @@ def test_s3_settings_from_the_environment():
         "us-east-1",
         "http://127.0.0.1:9",
     )
+
+
+# --- PostgreSQL TLS: DB_SSLMODE, DB_SSLROOTCERT -------------------------------
+
+RDS_VARIABLES = {"DB_ENDPOINT": "db.abc.ap-northeast-1.rds.amazonaws.com", "DB_USER": "u"}
+
+
+@pytest.fixture
+def ca_bundle(tmp_path):
+    """A file that looks like a CA bundle (the server tests verify against real ones)."""
+    path = tmp_path / "bundle.pem"
+    path.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    return path
+
+
+def connect_args_from(monkeypatch, env, **config):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = create_app({"TESTING": True, **config})
+    return app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {**RDS_VARIABLES, "DB_PASSWORD": "p"},
+        {"DB_SECRET": json.dumps(SECRET)},
+    ],
+    ids=["DB_ENDPOINT", "DB_SECRET"],
+)
+def test_the_rds_variables_verify_the_server_certificate_by_default(env, monkeypatch, ca_bundle):
+    assert from_env(env)["DB_SSLMODE"] == "verify-full"
+
+    connect_args = connect_args_from(monkeypatch, {**env, "DB_SSLROOTCERT": str(ca_bundle)})
+
+    assert connect_args["sslmode"] == "verify-full"
+    assert connect_args["sslrootcert"] == str(ca_bundle)
+
+
+def test_database_url_keeps_what_the_url_says_unless_db_sslmode_is_set(monkeypatch, ca_bundle):
+    url = "postgresql://u:p@db.internal/d?sslmode=require"
+    assert "DB_SSLMODE" not in from_env({"DATABASE_URL": url})
+    connect_args = connect_args_from(
+        monkeypatch, {"DATABASE_URL": url, "DB_SSLROOTCERT": str(ca_bundle)}
+    )
+    # No verification asked, so not even the bundle the image names is passed on.
+    assert "sslmode" not in connect_args and "sslrootcert" not in connect_args
+
+    monkeypatch.setenv("DB_SSLMODE", "verify-ca")
+    connect_args = connect_args_from(monkeypatch, {"DATABASE_URL": url})
+    assert (connect_args["sslmode"], connect_args["sslrootcert"]) == ("verify-ca", str(ca_bundle))
+
+
+def test_db_sslmode_can_be_lowered_for_the_rds_variables(monkeypatch):
+    env = {**RDS_VARIABLES, "DB_PASSWORD": "p", "DB_SSLMODE": "require"}
+    connect_args = connect_args_from(monkeypatch, env)
+    assert connect_args["sslmode"] == "require"
+    assert "sslrootcert" not in connect_args
+
+
+def test_system_means_the_operating_systems_trusted_cas(monkeypatch):
+    env = {**RDS_VARIABLES, "DB_PASSWORD": "p", "DB_SSLROOTCERT": "system"}
+    assert connect_args_from(monkeypatch, env)["sslrootcert"] == "system"
+
+
+def test_tls_settings_do_not_apply_to_sqlite(monkeypatch, tmp_path):
+    monkeypatch.setenv("DB_SSLMODE", "verify-full")
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/d.db"})
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {}
+
+
+@pytest.mark.parametrize("value", ["verify_full", "VERIFY-FULL", "on", "true", "ssl"])
+def test_an_unknown_sslmode_is_a_config_error(value):
+    with pytest.raises(ConfigError, match="DB_SSLMODE must be one of disable, allow, prefer"):
+        from_env({"DB_SSLMODE": value})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "DB_SSLROOTCERT is not set"),
+        ({"DB_SSLROOTCERT": "/nonexistent/rds-global-bundle.pem"}, "DB_SSLROOTCERT must be"),
+        ({"DB_SSLMODE": "verify-ca", "DB_SSLROOTCERT": "/nonexistent/ca.pem"}, "DB_SSLROOTCERT"),
+        ({"DB_SSLROOTCERT": "{not_pem}"}, "DB_SSLROOTCERT must be a readable PEM file"),
+    ],
+    ids=["unset", "missing", "missing-verify-ca", "not-pem"],
+)
+def test_verification_without_a_usable_ca_bundle_stops_the_app(monkeypatch, tmp_path, env, message):
+    not_pem = tmp_path / "global-bundle.pem"
+    not_pem.write_text("<html>Access denied</html>")  # what a proxy might have served
+    env = {name: value.format(not_pem=not_pem) for name, value in env.items()}
+    with pytest.raises(ConfigError, match=message):
+        connect_args_from(monkeypatch, {**RDS_VARIABLES, "DB_PASSWORD": "p", **env})
+
+
+def test_a_missing_ca_bundle_is_no_error_when_nothing_is_verified(monkeypatch):
+    env = {**RDS_VARIABLES, "DB_PASSWORD": "p", "DB_SSLMODE": "require"}
+    env["DB_SSLROOTCERT"] = "/nonexistent/ca.pem"
+    assert connect_args_from(monkeypatch, env)["sslmode"] == "require"
+
+
+def test_a_verifying_database_url_names_its_own_bundle_or_needs_db_sslrootcert(monkeypatch):
+    url = "postgresql://u:p@db.internal/d?sslmode=verify-full"
+    with pytest.raises(ConfigError, match="DB_SSLROOTCERT is not set"):
+        connect_args_from(monkeypatch, {"DATABASE_URL": url})
+    with pytest.raises(ConfigError, match="sslrootcert in DATABASE_URL"):
+        connect_args_from(monkeypatch, {"DATABASE_URL": url + "&sslrootcert=/nonexistent.pem"})

@@ -298,6 +298,10 @@ def test_flask_doctor_runs_from_the_command_line(postgres_url, tmp_path):
         ({"MAX_UPLOAD_MB": "lots"}, "MAX_UPLOAD_MB"),
         ({"DB_SECRET": '{"password": "pw-in-broken-secret"'}, "DB_SECRET"),
         ({"DB_USER": "diary", "DB_PASSWORD": "pw-without-host"}, "DB_ENDPOINT"),
+        (
+            {"DB_ENDPOINT": "db.internal", "DB_USER": "diary", "DB_PASSWORD": "pw-no-bundle"},
+            "DB_SSLROOTCERT",
+        ),
     ],
 )
 def test_python_m_diary_doctor_reports_a_configuration_that_stops_the_app(env, named):

@@ -65,6 +65,28 @@ HINT_DB_LOGIN = (
     "otherwise deploy again so it gets the new value)"
 )
 HINT_DB_NAME = "the database does not exist: check DB_NAME (or dbname in DB_SECRET)"
+HINT_DB_TLS_CA = (
+    "TLS: the database's certificate is not signed by a CA in DB_SSLROOTCERT (the password "
+    "was never sent): for RDS use the bundle the image ships, /app/certs/rds-global-bundle.pem "
+    "(an RDS Proxy needs DB_SSLROOTCERT=system); otherwise the CA of your own server"
+)
+HINT_DB_TLS_HOSTNAME = (
+    "TLS: the database's certificate does not name the host connected to (the password was "
+    "never sent): DB_ENDPOINT must be the RDS endpoint name itself, not an IP address or a "
+    "DNS alias of your own; DB_SSLMODE=verify-ca checks the CA without the name"
+)
+HINT_DB_TLS_ROOTCERT = (
+    "TLS: the CA bundle named by DB_SSLROOTCERT is missing or unreadable; the image ships "
+    "Amazon RDS's at /app/certs/rds-global-bundle.pem"
+)
+HINT_DB_TLS_REQUIRED = (
+    "the server accepts only TLS connections (RDS with rds.force_ssl): set DB_SSLMODE to "
+    "verify-full (the default with DB_ENDPOINT/DB_SECRET) or require"
+)
+HINT_DB_TLS_UNSUPPORTED = (
+    "the server does not offer TLS but DB_SSLMODE requires it: turn TLS on at the server, "
+    "or, on a trusted network only, set DB_SSLMODE=prefer"
+)
 HINT_SCHEMA_BEHIND = (
     "the schema is behind: run `flask db upgrade` (or start the service with MIGRATE_ON_START=true)"
 )
@@ -216,6 +238,8 @@ class Doctor:
     def engine(self) -> sa.Engine:
         connect_args: dict[str, Any] = {}
         if self.url.get_backend_name() == "postgresql":
+            # The app's own (TLS settings included), so the doctor connects as it does.
+            connect_args.update(self.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {}))
             # libpq's own bound; `bounded` is the hard one.
             connect_args["connect_timeout"] = max(2, int(self.timeout))
         return sa.create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
@@ -247,17 +271,21 @@ class Doctor:
         return f"{host}:{port} accepts connections"
 
     def check_login(self) -> str:
-        def login() -> str:
+        def login() -> tuple[str, str]:
             engine = self.engine()
             try:
                 with engine.connect() as connection:
-                    return str(connection.execute(sa.text("SHOW server_version")).scalar_one())
+                    version = connection.execute(sa.text("SHOW server_version")).scalar_one()
+                    tls = connection.execute(
+                        sa.text("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                    ).scalar()
+                    return str(version), str(tls) if tls else "no TLS"
             finally:
                 engine.dispose()
 
         user = self.url.username
         try:
-            version = bounded(login, self.timeout + 1)
+            version, tls = bounded(login, self.timeout + 1)
         except (TimeoutError, FutureTimeout):
             raise CheckFailed(
                 f"the server accepted the connection but did not answer within {self.timeout:g} s",
@@ -270,10 +298,37 @@ class Doctor:
                 raise CheckFailed(message, HINT_DB_NAME) from None
             if "timeout" in lowered or "timed out" in lowered:
                 raise CheckFailed(message, HINT_DB_TIMEOUT) from None
+            # Before the login words: these fail before any password is sent.
+            if tls_hint := self.tls_hint(str(error.orig or error).lower()):
+                raise CheckFailed(message, tls_hint) from None
             if any(word in lowered for word in ("password", "role", "authentication", "pg_hba")):
                 raise CheckFailed(message, HINT_DB_LOGIN) from None
             raise CheckFailed(message, HINT_DB_LOGIN) from None
-        return f"logged in as {user} to {self.url.database} (PostgreSQL {version})"
+        sslmode = self.sslmode()
+        return (
+            f"logged in as {user} to {self.url.database} (PostgreSQL {version}; "
+            f"{tls}, sslmode {sslmode})"
+        )
+
+    def sslmode(self) -> str:
+        """The sslmode libpq uses: the app's setting, else the URL's, else libpq's default."""
+        connect_args = self.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {})
+        return str(connect_args.get("sslmode") or self.url.query.get("sslmode") or "prefer")
+
+    @staticmethod
+    def tls_hint(lowered: str) -> str | None:
+        """The hint for a failed TLS handshake or a TLS policy refusal, from libpq's message."""
+        if "does not match host name" in lowered:
+            return HINT_DB_TLS_HOSTNAME
+        if "certificate verify failed" in lowered or "self-signed certificate" in lowered:
+            return HINT_DB_TLS_CA
+        if "root certificate file" in lowered or "could not read root certificate" in lowered:
+            return HINT_DB_TLS_ROOTCERT
+        if "server does not support ssl" in lowered:
+            return HINT_DB_TLS_UNSUPPORTED
+        if "no encryption" in lowered:
+            return HINT_DB_TLS_REQUIRED
+        return None
 
     def check_sqlite_file(self) -> str:
         engine = self.engine()
