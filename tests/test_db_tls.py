@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from diary.doctor import (
+from diary.commands.doctor import (
     HINT_DB_LOGIN,
     HINT_DB_TLS_CA,
     HINT_DB_TLS_HOSTNAME,
