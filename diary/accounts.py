@@ -33,7 +33,7 @@ def create_user(email: str, password: str, display_name: str = "") -> User:
         raise InvalidInput("email", "Enter a valid email address.")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
-            "password", f"The password needs at least {MIN_PASSWORD_LENGTH} characters."
+            "password", "The password needs at least %(n)s characters.", n=MIN_PASSWORD_LENGTH
         )
     if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
         raise InvalidInput("email", "An account with this email already exists.")
@@ -135,7 +135,7 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
         raise InvalidInput("current_password", "The current password is not right.")
     if len(new_password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
-            "new_password", f"The password needs at least {MIN_PASSWORD_LENGTH} characters."
+            "new_password", "The password needs at least %(n)s characters.", n=MIN_PASSWORD_LENGTH
         )
     user.password_hash = generate_password_hash(new_password)
     # A stolen session cookie must not outlive the password it was made with.
@@ -148,7 +148,7 @@ def update_profile(user: User, *, display_name: str, time_zone: str, language: s
     display_name = display_name.strip()
     if len(display_name) > MAX_DISPLAY_NAME:
         raise InvalidInput(
-            "display_name", f"The name is longer than {MAX_DISPLAY_NAME} characters."
+            "display_name", "The name is longer than %(n)s characters.", n=MAX_DISPLAY_NAME
         )
     if time_zone and time_zone not in available_timezones():
         raise InvalidInput("time_zone", "Choose a time zone from the list.")

@@ -11,10 +11,9 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import NotFound
 
 from . import search
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .extensions import db
 from .images import (
     IncomingImage,
@@ -42,7 +41,7 @@ def clean_text(text: str | None, *, has_images: bool) -> str:
         raise InvalidInput("text", "The text contains a NUL character.")
     limit = current_app.config["MAX_ENTRY_CHARS"]
     if len(text) > limit:
-        raise InvalidInput("text", f"The text is longer than {limit} characters.")
+        raise InvalidInput("text", "The text is longer than %(n)s characters.", n=limit)
     if not text and not has_images:
         raise InvalidInput("text", "Write something or add a photo.")
     return text
@@ -59,7 +58,7 @@ def get_entry(user: User, entry_id: int) -> Entry:
         live_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
     )
     if entry is None:
-        raise NotFound("No such entry.")
+        raise NotFound("entry_id", "No such entry.")
     return entry
 
 
@@ -67,7 +66,7 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
     """Store the photos, then the row; if anything fails, nothing is left behind."""
     uploads = [upload for upload in uploads if upload.filename or upload.content_length]
     if len(uploads) > MAX_IMAGES_PER_ENTRY:
-        raise InvalidInput("file", f"At most {MAX_IMAGES_PER_ENTRY} photos per entry.")
+        raise InvalidInput("file", "At most %(n)s photos per entry.", n=MAX_IMAGES_PER_ENTRY)
     text = clean_text(text, has_images=bool(uploads))
     incoming = inspect_uploads(uploads)
 
@@ -237,7 +236,7 @@ def update_entry(
     removing = set(remove_image_ids)
     keeping = [image for image in entry.images if image.id not in removing]
     if len(keeping) + len(uploads) > MAX_IMAGES_PER_ENTRY:
-        raise InvalidInput("file", f"At most {MAX_IMAGES_PER_ENTRY} photos per entry.")
+        raise InvalidInput("file", "At most %(n)s photos per entry.", n=MAX_IMAGES_PER_ENTRY)
     entry.text = clean_text(text, has_images=bool(keeping or uploads))
     incoming = inspect_uploads(uploads)
 
@@ -277,7 +276,7 @@ def get_trashed_entry(user: User, entry_id: int) -> Entry:
         trashed_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
     )
     if entry is None:
-        raise NotFound("No such entry in Trash.")
+        raise NotFound("entry_id", "No such entry in Trash.")
     return entry
 
 

@@ -1,10 +1,16 @@
 """What the rules refuse: errors the caller must correct, with the field they are about.
 
-The web layer (diary/web/errors.py) turns them into problem+json for API
-clients and into messages next to the form field for browsers.
+A message is written once, in English, as a template with named values:
+`InvalidInput("text", "The text is longer than %(n)s characters.", n=limit)`.
+The API answers with it as written (problem+json, diary/web/errors.py); the
+pages show it in the reader's language (`translated()`), next to the field.
+`make translations` extracts the templates from these calls (the second
+argument of InvalidInput, UnsupportedMedia, ContentTooLarge and NotFound).
 """
 
 from __future__ import annotations
+
+from flask_babel import gettext
 
 
 class InvalidInput(Exception):
@@ -13,10 +19,20 @@ class InvalidInput(Exception):
     status = 400
     title = "Invalid input"
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, message: str, **values: object) -> None:
         self.field = field
-        self.message = message
+        self.template = message
+        self.values = values
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        """The message in English, as the API gives it."""
+        return self.template % self.values if self.values else self.template
+
+    def translated(self) -> str:
+        """The message in the language of the current request (pages)."""
+        return gettext(self.template, **self.values)
 
 
 class UnsupportedMedia(InvalidInput):
@@ -27,3 +43,10 @@ class UnsupportedMedia(InvalidInput):
 class ContentTooLarge(InvalidInput):
     status = 413
     title = "Content too large"
+
+
+class NotFound(InvalidInput):
+    """What the caller asked for is not theirs to see: absent, another user's, or in Trash."""
+
+    status = 404
+    title = "Not Found"

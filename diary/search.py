@@ -64,7 +64,7 @@ def parse_query(raw: str | None) -> str | None:
         return None
     query = raw.strip()
     if len(query) > MAX_QUERY_CHARS:
-        raise InvalidInput("q", f"The search is longer than {MAX_QUERY_CHARS} characters.")
+        raise InvalidInput("q", "The search is longer than %(n)s characters.", n=MAX_QUERY_CHARS)
     if "\x00" in query or "\ufffd" in query:
         raise InvalidInput("q", "The search contains characters that cannot be searched for.")
     return query

@@ -64,7 +64,9 @@ def parse_limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        raise InvalidInput("limit", f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.")
+        raise InvalidInput(
+            "limit", "limit must be a whole number from 1 to %(n)s.", n=MAX_PAGE_SIZE
+        )
     return int(raw)
 
 

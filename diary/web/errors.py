@@ -87,7 +87,7 @@ def handle_invalid_input(error: InvalidInput) -> Response:
             title=error.title,
             errors=[{"field": error.field, "message": error.message}],
         )
-    return _error_page(error.status, error.title, error.message)
+    return _error_page(error.status, error.title, error.translated())
 
 
 def handle_storage_unavailable(error: StorageUnavailable) -> Response:

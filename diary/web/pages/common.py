@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import date
 from itertools import groupby
@@ -11,7 +10,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, url_for
-from flask_babel import get_timezone, gettext
+from flask_babel import get_timezone
 from flask_wtf import FlaskForm
 from wtforms import Field
 
@@ -70,78 +69,7 @@ def group_by_day(items: Iterable[E]) -> list[tuple[date, list[E]]]:
     return [(key, list(group)) for key, group in groupby(items, key=day)]
 
 
-def N_(message: str) -> str:
-    """Mark a message for extraction; it is translated later, when shown."""
-    return message
-
-
-# Domain rules raise English messages (the API speaks English); the pages show
-# them in the reader's language. Patterns capture the numbers some carry.
-_DOMAIN_MESSAGES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(pattern), message)
-    for pattern, message in [
-        (r"The text is not valid UTF-8\.", N_("The text is not valid UTF-8.")),
-        (
-            r"The text contains a NUL character\.",
-            N_("The text contains a NUL character."),
-        ),
-        (
-            r"The text is longer than (?P<n>\d+) characters\.",
-            N_("The text is longer than %(n)s characters."),
-        ),
-        (r"Write something or add a photo\.", N_("Write something or add a photo.")),
-        (r"At most (?P<n>\d+) photos per entry\.", N_("At most %(n)s photos per entry.")),
-        (
-            r"A photo in the request does not belong to this entry\.",
-            N_("A photo in the request does not belong to this entry."),
-        ),
-        (r"The file is empty\.", N_("The file is empty.")),
-        (
-            r"The image has more than (?P<n>\d+) megapixels\.",
-            N_("The image has more than %(n)s megapixels."),
-        ),
-        (r"The image has too many pixels\.", N_("The image has too many pixels.")),
-        (
-            r"The file is not an image we can read.*",
-            N_("The file is not an image we can read (JPEG, PNG, WebP or GIF)."),
-        ),
-        (r"(?P<n>\w+) images are not accepted\.", N_("%(n)s images are not accepted.")),
-        (r"Enter a valid email address\.", N_("Enter a valid email address.")),
-        (
-            r"The password needs at least (?P<n>\d+) characters\.",
-            N_("The password needs at least %(n)s characters."),
-        ),
-        (
-            r"An account with this email already exists\.",
-            N_("An account with this email already exists."),
-        ),
-        (
-            r"Give the token a name of 1 to 100 characters\.",
-            N_("Give the token a name of 1 to 100 characters."),
-        ),
-        (
-            r"The current password is not right\.",
-            N_("The current password is not right."),
-        ),
-        (
-            r"The name is longer than (?P<n>\d+) characters\.",
-            N_("The name is longer than %(n)s characters."),
-        ),
-        (r"Choose a time zone from the list\.", N_("Choose a time zone from the list.")),
-        (r"Choose a language from the list\.", N_("Choose a language from the list.")),
-    ]
-]
-
-
-def translate_domain_message(message: str) -> str:
-    """The reader's-language version of a domain error message, or the message itself."""
-    for pattern, translated in _DOMAIN_MESSAGES:
-        if match := pattern.fullmatch(message):
-            return gettext(translated, **match.groupdict())
-    return message
-
-
 def show_error(form: FlaskForm, error: InvalidInput, default_field: str) -> None:
     """Put a domain error next to the field it is about (or `default_field`)."""
     field: Field = getattr(form, error.field, None) or getattr(form, default_field)
-    field.errors = [*field.errors, translate_domain_message(error.message)]
+    field.errors = [*field.errors, error.translated()]

@@ -1,13 +1,20 @@
-"""Every string on the pages exists in Japanese, and the compiled catalog matches its source."""
+"""Every string on the pages exists in Japanese, and the compiled catalog matches its source.
+
+Domain errors (diary/errors.py) are part of it: a Japanese reader sees the
+rules' refusals in Japanese, next to the field.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
+from PIL import Image as PILImage
 
+from .pages_support import JAPANESE, sign_in
 from .servers import ROOT
 
 TRANSLATIONS = ROOT / "diary" / "translations"
@@ -18,6 +25,11 @@ KEYWORDS = {
     "lazy_gettext": None,
     "_l": None,
     "N_": None,
+    # The rules' refusals: the message template is the second argument.
+    "InvalidInput": (2,),
+    "UnsupportedMedia": (2,),
+    "ContentTooLarge": (2,),
+    "NotFound": (2,),
 }
 
 
@@ -45,7 +57,13 @@ def test_every_string_of_the_pages_has_a_japanese_translation():
     extracted = extracted_messages()
     missing = sorted(extracted - translated)
 
-    assert {"Timeline", "Write something or add a photo.", "Too many attempts"} <= extracted
+    assert {
+        "Timeline",
+        "Write something or add a photo.",
+        "Too many attempts",
+        "%(n)s images are not accepted.",
+        "The text is longer than %(n)s characters.",
+    } <= extracted
     assert missing == [], "run `make translations` and translate these in messages.po"
 
 
@@ -72,3 +90,31 @@ def test_placeholders_survive_translation():
             names = sorted(part.split(")")[0] for part in message.id.split("%(")[1:])
             translated = sorted(part.split(")")[0] for part in message.string.split("%(")[1:])
             assert names == translated, message.id
+
+
+def test_a_refused_photo_is_explained_in_the_readers_language(client, user):
+    """The rules raise "%(n)s images are not accepted." in English; the page shows Japanese."""
+    sign_in(client, user.email)
+    bitmap = io.BytesIO()
+    PILImage.new("RGB", (8, 8), "red").save(bitmap, "BMP")
+    bitmap.seek(0)
+
+    response = client.post(
+        "/write",
+        data={"text": "写真つき", "file": [(bitmap, "photo.bmp")]},
+        content_type="multipart/form-data",
+        headers=JAPANESE,
+    )
+
+    assert response.status_code == 415
+    assert "BMP 形式の画像は受け付けていません。" in response.text
+    assert "images are not accepted" not in response.text
+
+
+def test_the_api_keeps_english_whatever_the_client_prefers(client, auth):
+    response = client.post(
+        "/api/v1/entries", json={"text": "x" * 20_001}, headers={**auth, "Accept-Language": "ja"}
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["detail"] == "The text is longer than 20000 characters."
