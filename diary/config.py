@@ -267,8 +267,12 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
     config["MAX_CONTENT_LENGTH"] = int(config["MAX_UPLOAD_MB"]) * 1024 * 1024
     config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(config["SQLALCHEMY_DATABASE_URI"])
     url = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+    # SQLAlchemy writes a failed statement's parameters into the exception's
+    # text, which the 500 handler logs: a sign-up that failed wrote the new
+    # password's hash (and any entry's text) into the log.
+    options.setdefault("hide_parameters", True)
     if url.get_backend_name() == "postgresql":
-        options = config["SQLALCHEMY_ENGINE_OPTIONS"]
         connect_args = options.setdefault("connect_args", {})
         # A dead or unreachable database must fail a request quickly, not hang it.
         connect_args.setdefault("connect_timeout", 5)

@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 from flask import request
 
 from diary import create_app
+from diary.accounts import create_user
 from diary.infra.logs import redact
+from diary.models import User
 
 from .servers import free_port, gunicorn_server
 
@@ -178,10 +181,47 @@ def test_secrets_sent_to_the_app_never_reach_the_log(app, user, make_token, caps
         assert secret not in out
 
 
+def test_a_failed_sign_up_logs_neither_the_password_hash_nor_the_statements_parameters(
+    app_with, capsys
+):
+    app = app_with(ALLOW_SIGNUP=True, PROPAGATE_EXCEPTIONS=False)
+    with app.app_context():
+        taken_id = create_user("first@example.com", PASSWORD).id
+    new_email = f"new-{os.urandom(4).hex()}@example.com"
+
+    def reuse_an_id(_mapper: Any, _connection: Any, new_user: User) -> None:
+        new_user.id = taken_id  # the INSERT fails in the database, with its parameters
+
+    sa.event.listen(User, "before_insert", reuse_an_id)
+    capsys.readouterr()
+    try:
+        response = app.test_client().post(
+            "/signup",
+            data={"email": new_email, "password": PASSWORD, "confirm": PASSWORD},
+            headers={"Accept": "text/html"},
+        )
+    finally:
+        sa.event.remove(User, "before_insert", reuse_an_id)
+
+    assert response.status_code == 500
+    out = capsys.readouterr().out
+    [error] = [line for line in log_lines(out) if line["level"] == "ERROR"]
+    assert "IntegrityError" in error["traceback"] or "UniqueViolation" in error["traceback"]
+    for leaked in (new_email, "scrypt:", "pbkdf2:", "password_hash':", "[parameters:"):
+        assert leaked not in out
+
+
 @pytest.mark.parametrize(
     ("line", "hidden"),
     [
         ("connect to postgresql://diary:hunter2pw@db/diary", "hunter2pw"),
+        (
+            "[parameters: {'email': 'a@example.com', 'password_hash': 'scrypt:32768:8:1$Zk$9f0a'}]",
+            "Zk$9f0a",
+        ),
+        ('{"password_hash": "opaque-hash-value"}', "opaque-hash-value"),
+        ("hash scrypt:32768:8:1$Zk3fsalt$9f0a1b2c3d", "Zk3fsalt$9f0a1b2c3d"),
+        ("PBKDF2:sha256:600000$salt1234$0123abcdef", "salt1234$0123abcdef"),
         ("Authorization: Bearer tok-abc-123", "tok-abc-123"),
         ("authorization: BEARER tok-abc-123", "tok-abc-123"),
         ("{'Cookie': 'session=cookie-xyz'}", "cookie-xyz"),

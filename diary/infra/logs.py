@@ -41,9 +41,12 @@ _BEARER = re.compile(r"(?i)(?P<scheme>bearer\s+)[A-Za-z0-9._~+/=-]+")
 # A Cookie or Set-Cookie header, as a dict member or a header line: mask the whole value.
 _COOKIE = re.compile(r"(?i)(?P<scheme>[\"']?(?:set-)?cookie[\"']?\s*[:=]\s*[\"']?)[^\"'\n]+")
 _PASSWORD_FIELD = re.compile(
-    r"(?i)(?P<scheme>[\"']?(?:password|passwd|secret|token)[\"']?\s*[:=]\s*)"
+    r"(?i)(?P<scheme>[\"']?(?:password(?:_hash)?|passwd|secret|token)[\"']?\s*[:=]\s*)"
     r"(?:'[^']*'|\"[^\"]*\"|[^\s\"',;&}]+)"
 )
+# A password hash as Werkzeug writes it (scrypt:32768:8:1$salt$hex, pbkdf2:sha256:N$salt$hex),
+# wherever it appears: a hash in a log is a password to crack offline.
+_PASSWORD_HASH = re.compile(r"(?i)(?:scrypt|pbkdf2)(?::[\w-]+)*\$[^$\s\"']*\$[0-9a-f]+")
 
 # Values that must never appear in a line (SECRET_KEY, the database password, ...).
 _secrets: set[str] = set()
@@ -56,7 +59,7 @@ def add_secret(value: object) -> None:
 
 
 # Each pattern above needs one of these (in any case) to match.
-_PATTERN_MARKERS = ("@", "bearer", "cookie", "passw", "secret", "token")
+_PATTERN_MARKERS = ("@", "bearer", "cookie", "passw", "secret", "token", "scrypt", "pbkdf2")
 
 
 def _may_hold_credentials(text: str) -> bool:
@@ -72,7 +75,7 @@ def _may_hold_credentials(text: str) -> bool:
 
 
 def redact(text: str) -> str:
-    """Mask credentials in URLs, bearer tokens, password fields and registered secrets."""
+    """Mask credentials in URLs, bearer tokens, password fields and hashes, registered secrets."""
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     if not _may_hold_credentials(text):
@@ -80,6 +83,7 @@ def redact(text: str) -> str:
     text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
     text = _BEARER.sub(r"\g<scheme>***", text)
     text = _COOKIE.sub(r"\g<scheme>***", text)
+    text = _PASSWORD_HASH.sub("***", text)
     return _PASSWORD_FIELD.sub(r"\g<scheme>'***'", text)
 
 
