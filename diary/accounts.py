@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import InvalidInput
 from .extensions import db
+from .inputs import possible_id, single_line
 from .models import ApiToken, User
 from .timestamps import utcnow
 
@@ -26,11 +27,25 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def check_email(email: str) -> None:
+    """Refuse what cannot be an address: before any query, since PostgreSQL fails on a NUL."""
+    if not single_line(email):
+        raise InvalidInput("email", "Enter a valid email address.")
+
+
+def check_name(field: str, name: str) -> None:
+    """Names are one line of text: a control character (NUL, a newline) is refused."""
+    if not single_line(name):
+        raise InvalidInput(field, "The name cannot contain control characters such as NUL.")
+
+
 def create_user(email: str, password: str, display_name: str = "") -> User:
     email = normalise_email(email)
+    check_email(email)
     local, _, domain = email.partition("@")
     if not local or "." not in domain or len(email) > 254:
         raise InvalidInput("email", "Enter a valid email address.")
+    check_name("display_name", display_name.strip())
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
             "password", "The password needs at least %(n)s characters.", n=MIN_PASSWORD_LENGTH
@@ -48,6 +63,7 @@ def create_user(email: str, password: str, display_name: str = "") -> User:
 
 
 def find_user(email: str) -> User | None:
+    check_email(email)
     return db.session.scalar(sa.select(User).where(User.email == normalise_email(email)))
 
 
@@ -67,6 +83,7 @@ def hash_token(token: str) -> str:
 def issue_token(user: User, name: str) -> tuple[ApiToken, str]:
     """Create a token; the plain text is returned once and never stored."""
     name = name.strip()
+    check_name("name", name)
     if not name or len(name) > 100:
         raise InvalidInput("name", "Give the token a name of 1 to 100 characters.")
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -114,7 +131,7 @@ def list_tokens(user: User) -> list[ApiToken]:
 
 
 def revoke_token(user: User, token_id: int) -> bool:
-    token = db.session.get(ApiToken, token_id)
+    token = db.session.get(ApiToken, token_id) if possible_id(token_id) else None
     if token is None or token.user_id != user.id:
         return False
     if token.revoked_at is None:
@@ -146,6 +163,7 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
 def update_profile(user: User, *, display_name: str, time_zone: str, language: str) -> None:
     """Display name, time zone ("" = the site default) and language ("" = the browser's)."""
     display_name = display_name.strip()
+    check_name("display_name", display_name)
     if len(display_name) > MAX_DISPLAY_NAME:
         raise InvalidInput(
             "display_name", "The name is longer than %(n)s characters.", n=MAX_DISPLAY_NAME

@@ -14,6 +14,7 @@ from sqlalchemy.orm import selectinload
 from .errors import InvalidInput
 from .extensions import db
 from .models import Entry, User
+from .timestamps import FIRST_YEAR, LAST_YEAR
 
 MAX_YEARS_BACK = 100
 
@@ -25,7 +26,12 @@ def user_zone(user: User) -> ZoneInfo:
 
 
 def parse_month(raw: str | None, today: date) -> tuple[int, int]:
-    """`2024-05` as (2024, 5); absent means this month."""
+    """`2024-05` as (2024, 5); absent means this month.
+
+    Years 1 and 9999 are valid dates, but a month's bounds in a time zone
+    are not (they fall outside datetime): the years are those of
+    diary.timestamps.
+    """
     if not raw:
         return today.year, today.month
     try:
@@ -33,8 +39,13 @@ def parse_month(raw: str | None, today: date) -> tuple[int, int]:
         date(year, month, 1)
     except ValueError:
         raise InvalidInput("month", "month must look like 2024-05.") from None
-    if not 1 <= year <= 9999:
-        raise InvalidInput("month", "month must look like 2024-05.")
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise InvalidInput(
+            "month",
+            "Choose a month from %(first)s to %(last)s.",
+            first=f"{FIRST_YEAR}-01",
+            last=f"{LAST_YEAR}-12",
+        )
     return year, month
 
 

@@ -24,6 +24,7 @@ from .images import (
     variant_key,
 )
 from .infra.storage import StorageUnavailable, current_storage
+from .inputs import possible_id, storable
 from .models import Entry, Image, User
 from .timestamps import utcnow
 
@@ -39,6 +40,9 @@ def clean_text(text: str | None, *, has_images: bool) -> str:
         raise InvalidInput("text", "The text is not valid UTF-8.")
     if "\x00" in text:
         raise InvalidInput("text", "The text contains a NUL character.")
+    if not storable(text):
+        # Only JSON ("\ud800") and files can carry one; no database can hold it.
+        raise InvalidInput("text", "The text contains a lone surrogate, which is not Unicode.")
     limit = current_app.config["MAX_ENTRY_CHARS"]
     if len(text) > limit:
         raise InvalidInput("text", "The text is longer than %(n)s characters.", n=limit)
@@ -54,6 +58,8 @@ def live_entries(user: User) -> sa.Select[tuple[Entry]]:
 
 def get_entry(user: User, entry_id: int) -> Entry:
     """The user's live entry; anything else (another user's, trashed, absent) is a 404."""
+    if not possible_id(entry_id):
+        raise NotFound("entry_id", "No such entry.")
     entry = db.session.scalar(
         live_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
     )
@@ -62,9 +68,38 @@ def get_entry(user: User, entry_id: int) -> Entry:
     return entry
 
 
+def chosen_files(uploads: Sequence[FileStorage]) -> list[FileStorage]:
+    """The file parts that carry a photo.
+
+    A browser's form with no file chosen sends one part with an empty name and
+    no content: that is no photo, and is left out. A part with content but no
+    file name comes from a client that lost the name on the way; it used to be
+    dropped as if empty, the entry saved without the photo (201), so it is
+    refused instead.
+    """
+    chosen = []
+    for upload in uploads:
+        if upload.filename:
+            chosen.append(upload)
+        elif _has_content(upload):
+            raise InvalidInput(
+                "file", "A file was sent without a file name; send each photo with its name."
+            )
+    return chosen
+
+
+def _has_content(upload: FileStorage) -> bool:
+    stream = upload.stream
+    position = stream.tell()
+    stream.seek(0, 2)
+    size = stream.tell()
+    stream.seek(position)
+    return size > 0
+
+
 def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = ()) -> Entry:
     """Store the photos, then the row; if anything fails, nothing is left behind."""
-    uploads = [upload for upload in uploads if upload.filename or upload.content_length]
+    uploads = chosen_files(uploads)
     if len(uploads) > MAX_IMAGES_PER_ENTRY:
         raise InvalidInput("file", "At most %(n)s photos per entry.", n=MAX_IMAGES_PER_ENTRY)
     text = clean_text(text, has_images=bool(uploads))
@@ -232,7 +267,7 @@ def update_entry(
     if unknown:
         # Another entry's photo, or one that does not exist: the same answer.
         raise InvalidInput("images", "A photo in the request does not belong to this entry.")
-    uploads = [upload for upload in uploads if upload.filename or upload.content_length]
+    uploads = chosen_files(uploads)
     removing = set(remove_image_ids)
     keeping = [image for image in entry.images if image.id not in removing]
     if len(keeping) + len(uploads) > MAX_IMAGES_PER_ENTRY:
@@ -272,6 +307,8 @@ def trashed_entries(user: User) -> sa.Select[tuple[Entry]]:
 
 def get_trashed_entry(user: User, entry_id: int) -> Entry:
     """The user's entry in Trash; anything else is a 404."""
+    if not possible_id(entry_id):
+        raise NotFound("entry_id", "No such entry in Trash.")
     entry = db.session.scalar(
         trashed_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
     )

@@ -22,6 +22,7 @@ from PIL import ImageOps, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 
 from .errors import ContentTooLarge, UnsupportedMedia
+from .inputs import clean_filename, whole_number
 from .models import Image
 
 # Phones upload HEIC/HEIF; browsers cannot show it, so it is stored as JPEG.
@@ -250,7 +251,7 @@ def inspect_upload(upload: FileStorage, field: str = "file") -> IncomingImage:
     with _decoding:
         original = _clean_original(stream, image_format, field)
         incoming = IncomingImage(
-            original_filename=(upload.filename or "")[:255], variants=[original]
+            original_filename=clean_filename(upload.filename), variants=[original]
         )
         try:
             incoming.variants += make_sizes(original.stream, field)
@@ -300,4 +301,4 @@ def object_keys(image: Image) -> list[str]:
 def owner_of_key(key: str) -> int | None:
     """The user id a storage key was made for, or None if it is not one of ours."""
     head, _, _ = key.partition("/")
-    return int(head) if head.isdigit() else None
+    return whole_number(head)

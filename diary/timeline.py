@@ -23,7 +23,9 @@ import sqlalchemy as sa
 from . import entries, search, tags
 from .errors import InvalidInput
 from .extensions import db
+from .inputs import possible_id, whole_number
 from .models import Entry, Image, User
+from .timestamps import in_diary_range
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -42,17 +44,21 @@ class Cursor:
 
     @classmethod
     def decode(cls, value: str) -> Cursor:
+        """The cursor a client sent back; anything this app could not have made is a 400.
+
+        Which includes ids past the INTEGER column, Infinity, and dates whose
+        conversion to UTC overflows: each was a 500 in the query.
+        """
+        invalid = InvalidInput("cursor", "The cursor is not valid; use next_cursor as given.")
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
             created_at, entry_id = json.loads(raw)
-            parsed = cls(datetime.fromisoformat(created_at), int(entry_id))
-        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-            raise InvalidInput(
-                "cursor", "The cursor is not valid; use next_cursor as given."
-            ) from None
-        if parsed.created_at.tzinfo is None:
-            raise InvalidInput("cursor", "The cursor is not valid; use next_cursor as given.")
-        return parsed
+            moment = in_diary_range(datetime.fromisoformat(created_at))
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
+            raise invalid from None
+        if moment is None or type(entry_id) is not int or not possible_id(entry_id):
+            raise invalid
+        return cls(moment, entry_id)
 
 
 def parse_cursor(raw: str | None) -> Cursor | None:
@@ -63,11 +69,12 @@ def parse_cursor(raw: str | None) -> Cursor | None:
 def parse_limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    limit = whole_number(raw)
+    if limit is None or not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(
             "limit", "limit must be a whole number from 1 to %(n)s.", n=MAX_PAGE_SIZE
         )
-    return int(raw)
+    return limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import sqlalchemy as sa
+
 from diary.extensions import db
 from diary.models import ApiToken, User
 
@@ -99,3 +102,30 @@ def test_the_flask_command_keeps_stdout_for_data_and_logs_on_stderr(tmp_path):
     flask_cli(env, "db", "upgrade")
     checks = json.loads(flask_cli(env, "doctor", "--json"))
     assert checks[0]["name"] == "configuration"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["users", "create", "nul\x00@example.com", "--password-stdin"], "valid email"),
+        (
+            ["users", "create", "e@example.com", "--password-stdin", "--name", "Ann\x00"],
+            "control characters",
+        ),
+        # Undecodable bytes in argv reach Python as lone surrogates.
+        (["users", "create", "\udcff@example.com", "--password-stdin"], "valid email"),
+        (["tokens", "create", "{email}", "--name", "phone\x00"], "control characters"),
+        (["tokens", "list", "nul\x00@example.com"], "valid email"),
+        (["tokens", "revoke", "{email}", "2147483648"], "has no token 2147483648"),
+    ],
+)
+def test_values_no_database_holds_are_refused_without_a_traceback(app, runner, user, args, message):
+    result = runner.invoke(
+        args=[arg.format(email=user.email) for arg in args], input="a long password\n"
+    )
+
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a ClickException, not a crash
+    assert message in result.output
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 1

@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import IO, Any
 
@@ -26,7 +26,7 @@ from flask import current_app
 from .. import tags
 from ..errors import ContentTooLarge, InvalidInput
 from ..infra.storage import StorageUnavailable
-from ..timestamps import rfc3339
+from ..timestamps import FIRST_YEAR, in_diary_range, rfc3339, utcnow
 from .export import FORMAT, FORMAT_VERSION
 
 # Limits on what an import may contain. Compressed size says nothing about
@@ -39,6 +39,8 @@ MAX_TOTAL_BYTES = 50 * 1024 * 1024 * 1024
 # expands by more than this is a zip bomb, not a diary.
 MAX_RATIO = 100
 RATIO_CHECK_FROM = 1024 * 1024
+# Clocks and time zones disagree by hours; an entry dated later than this is refused.
+FUTURE_MARGIN = timedelta(days=1)
 
 
 @dataclass
@@ -82,7 +84,19 @@ def _parse_time(value: Any, label: str, name: str) -> datetime:
         raise _refuse(f"{label}: {name} is not an ISO 8601 date-time: {value[:40]!r}.") from None
     if parsed.tzinfo is None:
         raise _refuse(f"{label}: {name} has no time zone.")
-    return parsed.astimezone(UTC)
+    # A year-1 date east of Greenwich has no UTC time at all, and one past
+    # tomorrow is a wrong date, not a diary entry.
+    utc = in_diary_range(parsed)
+    if utc is None or utc > utcnow() + FUTURE_MARGIN:
+        raise InvalidInput(
+            "file",
+            "%(label)s: %(name)s %(value)s is not a date from %(first)s to today.",
+            label=label,
+            name=name,
+            value=value[:40],
+            first=FIRST_YEAR,
+        )
+    return utc
 
 
 def _text(value: Any, label: str) -> str:
@@ -172,6 +186,8 @@ def _load_json(data: bytes, what: str) -> Any:
         return json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise _refuse(f"{what} is not valid UTF-8 JSON: {error}.") from None
+    except RecursionError:
+        raise InvalidInput("file", "%(what)s is nested too deeply.", what=what) from None
 
 
 def _photo_limit() -> int:

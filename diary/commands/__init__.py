@@ -15,12 +15,16 @@ import click
 from flask import Flask
 
 from ..accounts import find_user
+from ..errors import InvalidInput
 from ..models import User
 
 
 def user_or_exit(email: str) -> User:
     """The account with this email, or stop the command with a clear message."""
-    user = find_user(email)
+    try:
+        user = find_user(email)
+    except InvalidInput as error:
+        raise click.ClickException(f"{error.field}: {error.message}") from None
     if user is None:
         raise click.ClickException(f"no user with email {email}")
     return user

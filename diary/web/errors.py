@@ -56,8 +56,13 @@ def problem(
     return response
 
 
-def _error_page(status: int, title: str, detail: str | None) -> Response:
-    html = render_template("errors/error.html", status=status, title=title, detail=detail)
+def _error_page(
+    status: int, title: str, detail: str | None, *, reason: str | None = None
+) -> Response:
+    """The page for `status`; `reason`, in the reader's language, says what to correct."""
+    html = render_template(
+        "errors/error.html", status=status, title=title, detail=detail, reason=reason
+    )
     return Response(html, status=status, mimetype="text/html")
 
 
@@ -87,7 +92,10 @@ def handle_invalid_input(error: InvalidInput) -> Response:
             title=error.title,
             errors=[{"field": error.field, "message": error.message}],
         )
-    return _error_page(error.status, error.title, error.translated())
+    # A 400 names what to correct (the month, the cursor); the page's general
+    # advice alone left the reader guessing. Other statuses' messages say enough.
+    reason = error.translated() if error.status == 400 else None
+    return _error_page(error.status, error.title, error.translated(), reason=reason)
 
 
 def handle_storage_unavailable(error: StorageUnavailable) -> Response:

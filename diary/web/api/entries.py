@@ -43,7 +43,11 @@ def entry_json(entry: Entry | EntryView) -> dict[str, Any]:
 
 def json_body() -> dict[str, Any]:
     """The JSON object of the request, or a clear 400 for anything else."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        # json.loads gives up past about a thousand levels; `silent` covers only ValueError.
+        raise InvalidInput("body", "The JSON is nested too deeply.") from None
     if body is None:
         raise InvalidInput("body", "The body is not valid UTF-8 JSON.")
     if not isinstance(body, dict):

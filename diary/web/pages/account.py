@@ -65,13 +65,21 @@ def login() -> str | Response | tuple[str, int]:
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")))
     form = LoginForm()
+    status = 200
     if form.validate_on_submit():
-        user = accounts.authenticate(form.email.data or "", form.password.data or "")
-        if user is not None:
-            _begin_session(user)
-            return redirect(safe_next(request.args.get("next")))
-        form.password.errors.append(gettext("Email or password is not right."))
-    status = 401 if form.errors else 200
+        try:
+            user = accounts.authenticate(form.email.data or "", form.password.data or "")
+        except InvalidInput as error:  # an address no account can have, such as one with a NUL
+            show_error(form, error, "email")
+            status = error.status
+        else:
+            if user is not None:
+                _begin_session(user)
+                return redirect(safe_next(request.args.get("next")))
+            form.password.errors.append(gettext("Email or password is not right."))
+            status = 401
+    elif form.errors:
+        status = 400  # a field missing or sent as a file: not a failed password
     return render_template(
         "pages/login.html", form=form, allow_signup=current_app.config["ALLOW_SIGNUP"]
     ), status

@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ... import entries
 from ...errors import InvalidInput
+from ...inputs import whole_number
 from ...timeline import DEFAULT_PAGE_SIZE, list_entries, parse_cursor
 from .common import bp, group_by_day, show_error
 from .forms import EditEntryForm, EntryForm
@@ -53,18 +54,21 @@ def entry(entry_id: int) -> str:
 
 
 def _image_ids(name: str) -> list[int]:
-    values = request.form.getlist(name)
-    if not all(value.isdigit() for value in values):
-        raise InvalidInput("images", "A photo in the request does not belong to this entry.")
-    return [int(value) for value in values]
+    ids = []
+    for value in request.form.getlist(name):
+        image_id = whole_number(value)  # "²" passes str.isdigit() but not int()
+        if image_id is None:
+            raise InvalidInput("images", "A photo in the request does not belong to this entry.")
+        ids.append(image_id)
+    return ids
 
 
 def _image_order(image_ids: list[int]) -> list[int]:
     """Ids sorted by the position numbers typed next to each photo (ties keep page order)."""
     positions: dict[int, int] = {}
     for number, image_id in enumerate(image_ids):
-        raw = request.form.get(f"position-{image_id}", "").strip()
-        positions[image_id] = int(raw) if raw.isdigit() else number + 1
+        typed = whole_number(request.form.get(f"position-{image_id}", "").strip())
+        positions[image_id] = typed if typed is not None else number + 1
     return sorted(image_ids, key=lambda image_id: positions[image_id])
 
 
