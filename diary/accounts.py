@@ -123,7 +123,7 @@ def revoke_token(user: User, token_id: int) -> bool:
     return True
 
 
-# --- the account settings pages (issue 3) ----------------------------------
+# --- account settings -------------------------------------------------------
 
 SUPPORTED_LANGUAGES = ("ja", "en")
 MAX_DISPLAY_NAME = 100

@@ -57,10 +57,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SECRET_KEY": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        # Pages (issue 3): accounts come from the CLI unless sign-up is allowed.
+        # Accounts come from the CLI unless sign-up is allowed.
         "ALLOW_SIGNUP": False,
         "DEFAULT_TIMEZONE": "Asia/Tokyo",
-        # Features (issue 6): `flask --app diary purge` removes entries trashed longer ago.
+        # `flask --app diary purge` removes entries trashed longer ago.
         "TRASH_DAYS": 30,
         # Shared by all instances in production (redis://...); per process by default.
         "RATELIMIT_STORAGE_URI": "memory://",

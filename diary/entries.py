@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,7 +25,7 @@ from .images import (
     variant_key,
 )
 from .infra.storage import StorageUnavailable, current_storage
-from .models import Entry, Image, User
+from .models import Entry, Image, User, is_live
 from .timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ def clean_text(text: str | None, *, has_images: bool) -> str:
 
 
 def live_entries(user: User) -> sa.Select[tuple[Entry]]:
-    """The user's entries on the timeline; the one definition of "live" (diary.timeline too)."""
-    return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+    """The user's live entries, to narrow further."""
+    return sa.select(Entry).where(is_live(user))
 
 
 def get_entry(user: User, entry_id: int) -> Entry:
@@ -71,19 +72,33 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
     incoming = inspect_uploads(uploads)
 
     entry = Entry(user_id=user.id, text=text)
+    try:
+        with photos_then_rows() as stored:
+            attach_photos(entry, user.id, incoming, stored, start=0)
+            db.session.add(entry)
+            search.index_entry(entry)
+    finally:
+        close_all(incoming)
+    return get_entry(user, entry.id)
+
+
+@contextmanager
+def photos_then_rows() -> Iterator[list[str]]:
+    """Photos are stored first, then the rows that refer to them are committed.
+
+    Yields the list the block appends each stored key to. If anything in the
+    block or the commit fails, the transaction is rolled back and exactly
+    those objects are removed: a failed request leaves neither rows nor
+    objects behind (an object whose removal fails is left to `storage gc`).
+    """
     stored: list[str] = []
     try:
-        attach_photos(entry, user.id, incoming, stored, start=0)
-        db.session.add(entry)
-        search.index_entry(entry)
+        yield stored
         db.session.commit()
     except BaseException:
         db.session.rollback()
         discard_objects(stored)
         raise
-    finally:
-        close_all(incoming)
-    return get_entry(user, entry.id)
 
 
 def attach_photos(
@@ -207,7 +222,7 @@ def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
     return rows()
 
 
-# --- editing, Trash and permanent deletion (issue 3: the pages) -------------
+# --- editing, Trash and permanent deletion -----------------------------------
 
 
 def update_entry(
@@ -245,20 +260,15 @@ def update_entry(
     removed_keys = [
         key for image in entry.images if image.id in removing for key in object_keys(image)
     ]
-    stored: list[str] = []
     try:
-        for image in [image for image in entry.images if image.id in removing]:
-            entry.images.remove(image)
-        for position, image in enumerate(keeping):
-            image.position = position
-        attach_photos(entry, user.id, incoming, stored, start=len(keeping))
-        entry.updated_at = utcnow()
-        search.index_entry(entry)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        discard_objects(stored)
-        raise
+        with photos_then_rows() as stored:
+            for image in [image for image in entry.images if image.id in removing]:
+                entry.images.remove(image)
+            for position, image in enumerate(keeping):
+                image.position = position
+            attach_photos(entry, user.id, incoming, stored, start=len(keeping))
+            entry.updated_at = utcnow()
+            search.index_entry(entry)
     finally:
         close_all(incoming)
     discard_objects(removed_keys)
@@ -266,7 +276,7 @@ def update_entry(
 
 
 def trashed_entries(user: User) -> sa.Select[tuple[Entry]]:
-    """The user's entries in Trash."""
+    """The user's entries in Trash: the complement of is_live."""
     return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_not(None))
 
 

@@ -90,6 +90,15 @@ class Entry(db.Model):
     )
 
 
+def is_live(user: User) -> sa.ColumnElement[bool]:
+    """The one definition of a live entry: the user's, on the timeline, not in Trash.
+
+    Every list, count, search, tag, calendar and export reads entries through
+    it; ix_entries_user_timeline above is the index it is served by.
+    """
+    return sa.and_(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+
+
 class Image(db.Model):
     __tablename__ = "images"
 
@@ -134,7 +143,7 @@ class ApiToken(db.Model):
     owner: Mapped[User] = relationship(back_populates="tokens", lazy="raise")
 
 
-# --- search, tags and imports (issue 6: diary features) ---------------------
+# --- search, tags and imports -------------------------------------------------
 
 
 class EntryTerm(db.Model):
