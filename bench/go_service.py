@@ -28,9 +28,10 @@ class BuildFailed(Exception):
 
 def build(directory: Path) -> Path:
     """Compile bench/original into `directory`; its path, or BuildFailed."""
-    go = shutil.which("go")
-    if go is None:
-        raise BuildFailed("no `go` on PATH (Debian package golang-go)")
+    # GO= names another toolchain (or a missing one, to see the recorded figures).
+    go = os.environ.get("GO") or shutil.which("go")
+    if go is None or not os.access(go, os.X_OK):
+        raise BuildFailed(f"no Go toolchain ({go or 'no `go` on PATH'}; Debian package golang-go)")
     binary = directory / "original-service"
     env = {
         **os.environ,

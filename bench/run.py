@@ -351,25 +351,37 @@ def measure(target: Target, request: Request, connections: int) -> dict[str, flo
     return result
 
 
-def check(target: Target, request: Request, content_type: str) -> None:
-    """One request by hand first: a wrong setup must fail here, not hide in wrk's counts."""
+def check(target: Target, request: Request, content_type: str, items: int | None = None) -> None:
+    """One request by hand first: a wrong setup must fail here, not hide in wrk's counts.
+
+    No redirects followed: a lost session would otherwise land on the sign-in page
+    and pass for a timeline.
+    """
     if request.body is not None:
         headers = {
             **request.headers,
             "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
         }
         answer = requests.post(
-            target.base + request.path, data=request.body, headers=headers, timeout=30
+            target.base + request.path,
+            data=request.body,
+            headers=headers,
+            timeout=30,
+            allow_redirects=False,
         )
     else:
-        answer = requests.get(target.base + request.path, headers=request.headers, timeout=30)
-    if answer.status_code != 200 or not answer.headers.get("Content-Type", "").startswith(
-        content_type
-    ):
-        raise RuntimeError(
-            f"{request.path} on {target.base}: HTTP {answer.status_code}"
-            f" {answer.headers.get('Content-Type')}: {answer.text[:300]}"
+        answer = requests.get(
+            target.base + request.path, headers=request.headers, timeout=30, allow_redirects=False
         )
+    problem = None
+    if answer.status_code != 200:
+        problem = f"HTTP {answer.status_code}"
+    elif not answer.headers.get("Content-Type", "").startswith(content_type):
+        problem = f"Content-Type {answer.headers.get('Content-Type')}, not {content_type}"
+    elif items is not None and len(answer.json()) != items:
+        problem = f"{len(answer.json())} items, not {items}"
+    if problem:
+        raise RuntimeError(f"{request.path} on {target.base}: {problem}: {answer.text[:300]}")
 
 
 def median_by_rate(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -534,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = parser.parse_args(argv)
 
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     diary: dict[tuple[str, int], dict[str, float]] = {}
     original: dict[tuple[str, int], dict[str, float]] = {}
     figures: list[tuple[str, str]] = []
@@ -583,12 +596,11 @@ def main(argv: list[str] | None = None) -> int:
                 "get": Request("/"),
                 "post_text": Request("/", {}, text_body, text_script),
             }
-            kinds = {"timeline": "text/html"}
-            for name, request in diary_requests.items():
-                if request.body is None:
-                    check(diary_target, request, kinds.get(name, "application/json"))
+            check(diary_target, diary_requests["get"], "application/json", PAGE_ENTRIES)
+            check(diary_target, diary_requests["timeline"], "text/html")
+            check(diary_target, diary_requests["api_page"], "application/json")
             if go is not None:
-                check(go, original_requests["get"], "application/json")
+                check(go, original_requests["get"], "application/json", PAGE_ENTRIES)
 
             # Reads first, writes last: the Go service's GET / lists its whole table,
             # so its POSTs must come after its GETs. Within a scenario diary and Go
@@ -746,11 +758,16 @@ def main(argv: list[str] | None = None) -> int:
         " Go GOMAXPROCS=2); one is loaded at a time; wrk, PostgreSQL and moto share the cores."
     )
     print("  CPU ms/req: utime+stime of the server's processes during the run / requests done.")
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
+    print(
+        f"  load average (1/5/15 min) before the run {' '.join(load_before)},"
+        f" after {' '.join(load_after)}: other work on the machine shifts every figure."
+    )
     if go is None:
         print(f"  The Go service was not run: {go_missing}; {recorded_note}.")
     head = f"{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms':>8}"
-    print(f"\n  {'scenario':<40} {'conns':>5}   diary {head[6:]}   original Go {head[12:]}")
-    print(f"  {'':<40} {'':>5}   {head}   {head}")
+    print(f"\n  {'':<40} {'':>5}   {'diary':^{len(head)}}   {'original Go':^{len(head)}}")
+    print(f"  {'scenario':<40} {'conns':>5}   {head}   {head}")
     for name, label in [*SCENARIOS.items(), ("photo", PHOTO_SCENARIO)]:
         for connections in CONNECTION_COUNTS:
             if (name, connections) not in diary:
@@ -824,6 +841,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     targets.append(("12 MP JPEG into all sizes < 0.3 s CPU", cpu < 0.3, f"{cpu:.3f} s"))
+    refused = {
+        f"{side} {name}@{conns}": int(result["bad"])
+        for side, results in (("diary", diary), ("Go", original if go is not None else {}))
+        for (name, conns), result in results.items()
+        if result.get("bad")
+    }
+    targets.append(
+        (
+            "every measured request answered 2xx/3xx",
+            not refused,
+            ", ".join(f"{key}: {count} non-2xx" for key, count in refused.items()) or "yes",
+        )
+    )
 
     print("\ntargets")
     for name, ok, figure in targets:
