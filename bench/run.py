@@ -805,7 +805,10 @@ def main(argv: list[str] | None = None) -> int:
         "  no CPU pinning: each server may use both cores (gunicorn 2 workers x 4 threads,"
         " Go GOMAXPROCS=2); one is loaded at a time; wrk, PostgreSQL and moto share the cores."
     )
-    print("  CPU ms/req: utime+stime of the server's processes during the run / requests done.")
+    print(
+        "  CPU ms/req: utime+stime of the server's processes over the run (until idle)"
+        " / requests wrk sent."
+    )
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     print(
         f"  load average (1/5/15 min) before the run {' '.join(load_before)},"
@@ -814,7 +817,8 @@ def main(argv: list[str] | None = None) -> int:
     if go is None:
         print(f"  The Go service was not run: {go_missing}; {recorded_note}.")
     head = f"{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms':>8}"
-    print(f"\n  {'':<40} {'':>5}   {'diary':^{len(head)}}   {'original Go':^{len(head)}}")
+    go_label = "original Go" if go is not None else "original Go (recorded)"
+    print(f"\n  {'':<40} {'':>5}   {'diary':^{len(head)}}   {go_label:^{len(head)}}")
     print(f"  {'scenario':<40} {'conns':>5}   {head}   {head}")
     for name, label in [*SCENARIOS.items(), ("photo", PHOTO_SCENARIO)]:
         for connections in CONNECTION_COUNTS:
