@@ -49,7 +49,7 @@ bench: $(STAMP)
 	[ -z "$$missing" ] || { echo "installing" $$missing "(Debian packages)"; \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
 		|| echo "could not install Go: the bench shows the Go service's recorded figures"; }
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## resilience: the resilience suite with the full 60 s load phases (`make test` runs it for 10 s)
 resilience: $(STAMP)
