@@ -4,13 +4,13 @@ In-process against a fresh PostgreSQL database seeded as the bench seeds it (mot
 for storage): the WSGI app is called directly, as gunicorn calls it, with request
 environments built before the clock starts, so neither an HTTP server, a load
 generator nor a test client's own work is in the figures. For each scenario
-(post_text, timeline, get, api_page): CPU milliseconds per request without a
-profiler (time.process_time over PROFILE_REQUESTS requests after a warm-up), then
+(post_text, timeline, get, api_page): CPU milliseconds and SQL statements per
+request without a profiler (time.process_time over PROFILE_REQUESTS requests after a warm-up), then
 the same requests under cProfile timed by CPU, printed by cumulative time. cProfile
 adds a cost to every Python call, so read its figures as shares, not milliseconds.
 
-One worker thread, no change feed: caches that depend on it (the API page and token
-caches, where the code still has them) stay cold, as on a first request.
+One thread and no gunicorn, so no change feed: where the code still has a token cache it
+stays off (each request reads its token), while the API page cache still serves repeats.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import boto3
+import sqlalchemy as sa
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
@@ -168,16 +169,28 @@ def main(argv: list[str]) -> int:
 
         app = create_app()
         makers = environments(session_cookie(app))
+        with app.app_context():
+            engine = app.extensions["sqlalchemy"].engine
+        statements = [0]
+
+        def count(*_: object) -> None:
+            statements[0] += 1
+
+        # Every statement sent, cursor by cursor (COMMIT and ROLLBACK are not cursors).
+        sa.event.listen(engine, "before_cursor_execute", count)
         for name in wanted:
             make = makers[name]
             run(app, make, WARM_UP)
+            statements[0] = 0
             plain = run(app, make, REQUESTS) * 1000 / REQUESTS
+            per_request = statements[0] / REQUESTS
             # Timed by CPU, not wall time: waiting on PostgreSQL is not what is being split.
             profiler = cProfile.Profile(time.process_time)
             profiled = run(app, make, REQUESTS, profiler) * 1000 / REQUESTS
             print(
                 f"\n=== {name}: {plain:.2f} ms CPU per request"
-                f" ({profiled:.2f} ms under cProfile), {REQUESTS} requests",
+                f" ({profiled:.2f} ms under cProfile), {per_request:g} SQL statements"
+                f" per request, {REQUESTS} requests",
                 file=report,
                 flush=True,
             )
