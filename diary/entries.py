@@ -71,7 +71,9 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
     text = clean_text(text, has_images=bool(uploads))
     incoming = inspect_uploads(uploads)
 
-    entry = Entry(user_id=user.id, text=text)
+    # images=[]: the collection is known to be complete, so the entry can be
+    # answered with as it is, without reading it back.
+    entry = Entry(user_id=user.id, text=text, images=[])
     try:
         with photos_then_rows() as stored:
             attach_photos(entry, user.id, incoming, stored, start=0)
@@ -79,7 +81,7 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
             search.index_entry(entry)
     finally:
         close_all(incoming)
-    return get_entry(user, entry.id)
+    return entry
 
 
 @contextmanager
