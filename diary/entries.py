@@ -197,11 +197,14 @@ class LegacyRow:
 
 
 def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
-    """All live entries oldest first, as plain rows fetched in batches.
+    """All live entries oldest first, as plain rows read a batch at a time.
 
     Used to stream the original `GET /`: memory stays flat however long the
-    diary is, because neither the rows nor ORM objects are held. The query is
-    built now and run when iterated, inside the streamed response.
+    diary is, because neither the rows nor ORM objects are held. Batches are
+    keyset pages of the timeline index, each an ordinary query: a diary of a
+    few dozen entries is one statement, with no server-side cursor to open,
+    fetch from and close. The first query is built now and run when iterated,
+    inside the streamed response.
     """
     first_image = (
         sa.select(Image.storage_key)
@@ -214,12 +217,18 @@ def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
         live_entries(user)
         .with_only_columns(Entry.id, Entry.created_at, Entry.updated_at, Entry.text, first_image)
         .order_by(Entry.created_at, Entry.id)
-        .execution_options(yield_per=batch_size)
+        .limit(batch_size)
     )
 
     def rows() -> Iterator[LegacyRow]:
-        for row in db.session.execute(query):
-            yield LegacyRow(*row)
+        batch = db.session.execute(query).all()
+        while batch:
+            yield from (LegacyRow(*row) for row in batch)
+            if len(batch) < batch_size:
+                return
+            last = batch[-1]
+            after = sa.tuple_(Entry.created_at, Entry.id) > sa.tuple_(last.created_at, last.id)
+            batch = db.session.execute(query.where(after)).all()
 
     return rows()
 

@@ -85,10 +85,12 @@ def index_entry(entry: Entry) -> None:
         {"user_id": entry.user_id, "term": term, "entry_id": entry.id}
         for term in sorted(text_terms(entry.text))
     ]
+    # Core inserts on the session's connection: plain rows, no ORM bookkeeping.
+    connection = db.session.connection()
     if terms:
-        db.session.execute(sa.insert(EntryTerm), terms)
+        connection.execute(sa.insert(EntryTerm.__table__), terms)
     if tag_rows := tags.tag_rows(entry):
-        db.session.execute(sa.insert(EntryTag), tag_rows)
+        connection.execute(sa.insert(EntryTag.__table__), tag_rows)
 
 
 def matching(user: User, query: str) -> sa.ColumnElement[bool]:
