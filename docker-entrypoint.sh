@@ -29,19 +29,32 @@ fi
 run_forwarding_signals() {
     child=
     stopping=
-    trap 'stopping=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true' TERM INT
+    trap 'stopping=1; interrupted=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null || true' TERM INT
     "$@" &
     child=$!
     # A signal that came before $child was known is passed on now.
     [ -z "$stopping" ] || kill -TERM "$child" 2>/dev/null || true
-    # wait returns early when a trapped signal arrives; wait again until the
-    # command has really ended, then report its own status.
+    status=
     while :; do
-        status=0
-        wait "$child" || status=$?
-        kill -0 "$child" 2>/dev/null || break
+        interrupted=
+        code=0
+        wait "$child" || code=$?
+        # 127: nothing left to wait for, as a signal came just after wait had
+        # returned the command's status; that status stands.
+        if [ -n "$status" ] && [ "$code" -eq 127 ]; then
+            break
+        fi
+        status=$code
+        # A trapped signal makes wait return early (128 + the signal) while the
+        # command may still run, or has ended unreported: waiting on it again
+        # gives the command's own status.
+        [ -n "$interrupted" ] || break
     done
     trap - TERM INT
+    # The platform asked us to stop: never go on to start the server.
+    if [ -n "$stopping" ] && [ "$status" -eq 0 ]; then
+        status=143
+    fi
     return "$status"
 }
 
