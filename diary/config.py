@@ -18,6 +18,8 @@ from zoneinfo import available_timezones
 
 from sqlalchemy.engine import URL, make_url
 
+from .web.proxies import parse_networks
+
 DEFAULT_REGION = "ap-northeast-1"
 # libpq's sslmode values, weakest first.
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -68,6 +70,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Failed sign-ins allowed per client address and per account.
         "SIGNIN_LIMIT_PER_ADDRESS": "20 per 15 minutes",
         "SIGNIN_LIMIT_PER_ACCOUNT": "10 per 15 minutes",
+        # Peers whose X-Forwarded-For/-Proto are believed (diary/web/proxies.py): nobody
+        # by default, so a client cannot choose the address it is throttled by.
+        "TRUSTED_PROXY_CIDRS": (),
     }
 
 
@@ -251,6 +256,8 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
         config["DEFAULT_TIMEZONE"] = default_timezone
     if storage_uri := _storage_uri(env, "RATELIMIT_STORAGE_URI"):
         config["RATELIMIT_STORAGE_URI"] = storage_uri
+    if (proxies := env.get("TRUSTED_PROXY_CIDRS")) is not None:
+        config["TRUSTED_PROXY_CIDRS"] = parse_networks(proxies, "TRUSTED_PROXY_CIDRS")
     return config
 
 
@@ -289,6 +296,8 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
         config["SESSION_COOKIE_SECURE"] = not (debug or config.get("TESTING"))
     else:
         config["SESSION_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE_FROM_ENV"]
+    # The test config may give the list as text or strings, like the environment does.
+    config["TRUSTED_PROXY_CIDRS"] = parse_networks(config["TRUSTED_PROXY_CIDRS"])
     if config["DEFAULT_TIMEZONE"] not in available_timezones():
         raise ConfigError(
             f"DEFAULT_TIMEZONE must be an IANA time zone such as Asia/Tokyo, "

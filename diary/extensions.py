@@ -36,8 +36,8 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
-# No default limits: only sign-in is throttled. Behind ProxyFix the remote
-# address is the client's, not the load balancer's.
+# No default limits: only sign-in is throttled. From a trusted proxy the remote
+# address is the client's, not the load balancer's (diary/web/proxies.py).
 limiter = Limiter(get_remote_address)
 
 

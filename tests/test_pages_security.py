@@ -143,6 +143,8 @@ def throttled_app(request, app_with):
         RATELIMIT_STORAGE_URI=storage,
         SIGNIN_LIMIT_PER_ADDRESS="5 per 15 minutes",
         SIGNIN_LIMIT_PER_ACCOUNT="3 per 15 minutes",
+        # fresh_address() is in 10/8: those peers are the load balancer.
+        TRUSTED_PROXY_CIDRS="10.0.0.0/8",
     )
 
 
@@ -221,6 +223,8 @@ def test_successful_sign_ins_are_not_counted(throttled_app):
 
 
 def test_the_throttle_uses_the_address_forwarded_by_the_one_proxy(throttled_app):
+    # fresh_address() is in the fixture's TRUSTED_PROXY_CIDRS; tests/test_proxies.py has
+    # the peers whose X-Forwarded-For is ignored.
     client = throttled_app.test_client()
     proxy = fresh_address()
 
@@ -285,7 +289,9 @@ def test_the_pages_have_no_inline_script_or_style(client, user):
         assert "http://" not in html.split("<main")[0] and "https://" not in html.split("<main")[0]
 
 
-def test_hsts_only_when_the_request_came_over_https(client):
+def test_hsts_only_when_the_request_came_over_https(app_with):
+    # The test client connects from 127.0.0.1: trusted here as the proxy would be.
+    client = app_with(TRUSTED_PROXY_CIDRS="127.0.0.1/32").test_client()
     plain = client.get("/login", headers=BROWSER)
     proxied = client.get("/login", headers={**BROWSER, "X-Forwarded-Proto": "https"})
 
