@@ -52,6 +52,12 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # (diary/db_ping.py); busy ones are not, which saves a round trip a request.
         "DB_PING_AFTER_IDLE_SECONDS": 10.0,
         "MAX_UPLOAD_MB": 20,
+        # A request's headers, then its body, must arrive within these many seconds
+        # (diary/gunicorn_worker.py, diary/request_deadline.py): a client that stalls
+        # mid-request must not hold a worker thread. The body's bound is under the
+        # 120 s App Runner allows a whole request; 20 MB in 60 s needs about 3 Mbit/s.
+        "REQUEST_HEADER_TIMEOUT": 10.0,
+        "REQUEST_BODY_TIMEOUT": 60.0,
         "MAX_ENTRY_CHARS": 20_000,
         "SECRET_KEY": None,
         "SESSION_COOKIE_HTTPONLY": True,
@@ -221,6 +227,8 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
         "S3_READ_TIMEOUT",
         "S3_FAILURE_COOLDOWN",
         "DB_PING_AFTER_IDLE_SECONDS",
+        "REQUEST_HEADER_TIMEOUT",
+        "REQUEST_BODY_TIMEOUT",
     ):
         if (value := _number(env, name)) is not None:
             config[name] = value

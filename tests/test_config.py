@@ -69,6 +69,10 @@ def test_db_secret_without_host_needs_db_endpoint():
         ({"S3_READ_TIMEOUT": "nan"}, "S3_READ_TIMEOUT"),
         ({"API_TOKEN_CACHE_SECONDS": "-1"}, "API_TOKEN_CACHE_SECONDS"),
         ({"API_TOKEN_CACHE_SECONDS": "soon"}, "API_TOKEN_CACHE_SECONDS"),
+        ({"REQUEST_BODY_TIMEOUT": "0"}, "REQUEST_BODY_TIMEOUT"),
+        ({"REQUEST_BODY_TIMEOUT": "a minute"}, "REQUEST_BODY_TIMEOUT"),
+        ({"REQUEST_HEADER_TIMEOUT": "-5"}, "REQUEST_HEADER_TIMEOUT"),
+        ({"REQUEST_HEADER_TIMEOUT": "inf"}, "REQUEST_HEADER_TIMEOUT"),
     ],
 )
 def test_malformed_settings_stop_the_app_naming_the_variable(env, named):
