@@ -31,8 +31,8 @@ errorlog = "-"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "diary.logs.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "diary.logs.StdoutHandler", "formatter": "json"}},
+    "formatters": {"json": {"()": "diary.infra.logs.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "diary.infra.logs.StdoutHandler", "formatter": "json"}},
     "root": {"level": "WARNING", "handlers": ["stdout"]},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
@@ -55,17 +55,6 @@ def when_ready(server: object) -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def post_worker_init(worker: object) -> None:
-    """Listen for change notices in this worker (diary/change_feed.py).
-
-    Started here, after the fork: a thread started in the preloaded master
-    would not exist in the workers.
-    """
-    from diary.change_feed import start_listening
-
-    start_listening(worker.wsgi)  # type: ignore[attr-defined]
 
 
 forwarded_allow_ips = "*"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import available_timezones
 
@@ -13,8 +12,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .errors import InvalidInput
 from .extensions import db
-from .models import ApiToken, User, utcnow
-from .token_cache import current_token_cache
+from .models import ApiToken, User
+from .timestamps import utcnow
 
 TOKEN_PREFIX = "diary_"  # noqa: S105 (a visible prefix, not a secret)
 MIN_PASSWORD_LENGTH = 8
@@ -34,7 +33,7 @@ def create_user(email: str, password: str, display_name: str = "") -> User:
         raise InvalidInput("email", "Enter a valid email address.")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
-            "password", f"The password needs at least {MIN_PASSWORD_LENGTH} characters."
+            "password", "The password needs at least %(n)s characters.", n=MIN_PASSWORD_LENGTH
         )
     if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
         raise InvalidInput("email", "An account with this email already exists.")
@@ -77,57 +76,33 @@ def issue_token(user: User, name: str) -> tuple[ApiToken, str]:
     return token, plain
 
 
-@dataclass(frozen=True, slots=True)
-class TokenOwner:
-    """The user a live token speaks for, as the token check read them; not an ORM object.
-
-    `id` is the user's id, so domain functions that only need `user.id` accept
-    it; `timeline_version` says whether a cached page of theirs is still
-    current (diary/page_cache.py).
-    """
-
-    id: int
-    timeline_version: int
-
-
-_TOKEN_OWNER = (
-    sa.select(ApiToken.id, ApiToken.user_id, ApiToken.last_used_at, User.timeline_version)
-    .join(User, User.id == ApiToken.user_id)
+_TOKEN_USER = (
+    sa.select(User, ApiToken.id, ApiToken.last_used_at)
+    .join(ApiToken, ApiToken.user_id == User.id)
     .where(ApiToken.token_hash == sa.bindparam("token_hash"), ApiToken.revoked_at.is_(None))
 )
 
 
-def owner_of_token(plain: str) -> TokenOwner | None:
+def user_for_token(plain: str) -> User | None:
     """The owner of a live token, or None for an unknown or revoked one.
 
-    Every API request pays for this. A token this worker checked a moment ago
-    is taken from the token cache while the change feed has had no notice for
-    its owner (diary/token_cache.py): no database round trip at all.
-    Otherwise it is one statement on a connection in autocommit mode, outside
-    the request's session: no BEGIN and ROLLBACK round trips around it and no
-    ORM object, which a cached page needs neither of.
+    Every API request pays for this: one statement on the token hash's unique
+    index that loads the user with it. `last_used_at` is written at most once
+    per LAST_USED_RESOLUTION and committed at once: nothing else has happened
+    in the request yet, and a second connection for it could wait on a pool
+    whose every connection is held by a request doing the same.
     """
-    token_hash = hash_token(plain)
-    tokens = current_token_cache()
-    if tokens is not None and (owner := tokens.get(token_hash)) is not None:
-        return owner
-    # Before the read: a change committed after it is then sure to void the entry.
-    mark = tokens.mark() if tokens is not None else None
-    autocommit = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-    with autocommit as connection:
-        row = connection.execute(_TOKEN_OWNER, {"token_hash": token_hash}).first()
-        if row is None:
-            return None
-        token_id, user_id, last_used_at, timeline_version = row
-        now = utcnow()
-        if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
-            connection.execute(
-                sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
-            )
-    owner = TokenOwner(user_id, timeline_version)
-    if tokens is not None and mark is not None:
-        tokens.put(token_hash, owner, mark)
-    return owner
+    row = db.session.execute(_TOKEN_USER, {"token_hash": hash_token(plain)}).first()
+    if row is None:
+        return None
+    user, token_id, last_used_at = row
+    now = utcnow()
+    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+        db.session.execute(
+            sa.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+        )
+        db.session.commit()
+    return user
 
 
 def list_tokens(user: User) -> list[ApiToken]:
@@ -148,7 +123,7 @@ def revoke_token(user: User, token_id: int) -> bool:
     return True
 
 
-# --- the account settings pages (issue 3) ----------------------------------
+# --- account settings -------------------------------------------------------
 
 SUPPORTED_LANGUAGES = ("ja", "en")
 MAX_DISPLAY_NAME = 100
@@ -160,7 +135,7 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
         raise InvalidInput("current_password", "The current password is not right.")
     if len(new_password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
-            "new_password", f"The password needs at least {MIN_PASSWORD_LENGTH} characters."
+            "new_password", "The password needs at least %(n)s characters.", n=MIN_PASSWORD_LENGTH
         )
     user.password_hash = generate_password_hash(new_password)
     # A stolen session cookie must not outlive the password it was made with.
@@ -173,7 +148,7 @@ def update_profile(user: User, *, display_name: str, time_zone: str, language: s
     display_name = display_name.strip()
     if len(display_name) > MAX_DISPLAY_NAME:
         raise InvalidInput(
-            "display_name", f"The name is longer than {MAX_DISPLAY_NAME} characters."
+            "display_name", "The name is longer than %(n)s characters.", n=MAX_DISPLAY_NAME
         )
     if time_zone and time_zone not in available_timezones():
         raise InvalidInput("time_zone", "Choose a time zone from the list.")

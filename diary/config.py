@@ -16,10 +16,13 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import available_timezones
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 DEFAULT_REGION = "ap-northeast-1"
-MAX_TOKEN_CACHE_SECONDS = 60
+# libpq's sslmode values, weakest first.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# An RDS endpoint's name is in its certificate, signed by the RDS CAs the image ships.
+RDS_SSLMODE = "verify-full"
 
 
 class ConfigError(RuntimeError):
@@ -40,17 +43,15 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "S3_FAILURE_COOLDOWN": 10.0,
         # Where DB_SECRET came from, to read it again after RDS rotates the password.
         "DB_SECRET_ARN": None,
+        # PostgreSQL TLS: None leaves it to DATABASE_URL (libpq's default is "prefer",
+        # which neither insists on TLS nor checks the server's certificate).
+        "DB_SSLMODE": None,
+        "DB_SSLROOTCERT": None,
         "LOCAL_STORAGE_DIR": str(instance / "photos"),
         "IMAGE_URL_EXPIRES": 15 * 60,
-        # Rendered API pages kept per worker (diary/page_cache.py); 0 MB turns it off.
-        "API_PAGE_CACHE_MB": 8,
-        "API_PAGE_CACHE_SECONDS": 60,
-        # A checked token is trusted this long at most while the change feed has
-        # no notice for its owner (diary/token_cache.py); 0 reads it every request.
-        "API_TOKEN_CACHE_SECONDS": 5.0,
-        # Pooled database connections unused for longer are checked before use
-        # (diary/db_ping.py); busy ones are not, which saves a round trip a request.
-        "DB_PING_AFTER_IDLE_SECONDS": 10.0,
+        # Database connections per process: one per request thread (gunicorn's
+        # GUNICORN_THREADS), so an instance holds WEB_CONCURRENCY x this at most.
+        "DB_POOL_SIZE": 4,
         "MAX_UPLOAD_MB": 20,
         # A request's headers, then its body, must arrive within these many seconds
         # (diary/gunicorn_worker.py, diary/request_deadline.py): a client that stalls
@@ -62,10 +63,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SECRET_KEY": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        # Pages (issue 3): accounts come from the CLI unless sign-up is allowed.
+        # Accounts come from the CLI unless sign-up is allowed.
         "ALLOW_SIGNUP": False,
         "DEFAULT_TIMEZONE": "Asia/Tokyo",
-        # Features (issue 6): `flask --app diary purge` removes entries trashed longer ago.
+        # `flask --app diary purge` removes entries trashed longer ago.
         "TRASH_DAYS": 30,
         # Shared by all instances in production (redis://...); per process by default.
         "RATELIMIT_STORAGE_URI": "memory://",
@@ -131,6 +132,15 @@ def _storage_uri(env: Mapping[str, str], name: str) -> str | None:
     if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster", "valkey"):
         # Never echo the value: a Redis URL may carry a password.
         raise ConfigError(f"{name} must be memory:// or a redis:// URL")
+    return raw
+
+
+def _sslmode(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in SSL_MODES:
+        raise ConfigError(f"{name} must be one of {', '.join(SSL_MODES)}, got {raw!r}")
     return raw
 
 
@@ -200,6 +210,13 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if url := database_url_from_env(env):
         config["SQLALCHEMY_DATABASE_URI"] = url
+        if not env.get("DATABASE_URL"):
+            # Built from DB_ENDPOINT/DB_SECRET: an RDS endpoint, so verify who answers.
+            config["DB_SSLMODE"] = RDS_SSLMODE
+    if sslmode := _sslmode(env, "DB_SSLMODE"):
+        config["DB_SSLMODE"] = sslmode
+    if env.get("DB_SSLROOTCERT"):
+        config["DB_SSLROOTCERT"] = env["DB_SSLROOTCERT"]
     for name in (
         "BUCKET",
         "S3_ENDPOINT_URL",
@@ -219,21 +236,20 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     ):
         if (value := _integer(env, name)) is not None:
             config[name] = value
-    for name in ("API_PAGE_CACHE_MB", "API_PAGE_CACHE_SECONDS"):
-        if (value := _integer(env, name, minimum=0)) is not None:
-            config[name] = value
+    # gunicorn runs GUNICORN_THREADS requests at once per worker; each needs one connection.
+    if (threads := _integer(env, "GUNICORN_THREADS")) is not None:
+        config["DB_POOL_SIZE"] = threads
+    if (pool_size := _integer(env, "DB_POOL_SIZE")) is not None:
+        config["DB_POOL_SIZE"] = pool_size
     for name in (
         "S3_CONNECT_TIMEOUT",
         "S3_READ_TIMEOUT",
         "S3_FAILURE_COOLDOWN",
-        "DB_PING_AFTER_IDLE_SECONDS",
         "REQUEST_HEADER_TIMEOUT",
         "REQUEST_BODY_TIMEOUT",
     ):
         if (value := _number(env, name)) is not None:
             config[name] = value
-    if (value := _number(env, "API_TOKEN_CACHE_SECONDS", zero_allowed=True)) is not None:
-        config["API_TOKEN_CACHE_SECONDS"] = value
     # Only for serving plain HTTP without debug on a trusted machine.
     if (secure := _boolean(env, "SESSION_COOKIE_SECURE")) is not None:
         config["SESSION_COOKIE_SECURE_FROM_ENV"] = secure
@@ -261,21 +277,20 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
     url = make_url(config["SQLALCHEMY_DATABASE_URI"])
     if url.get_backend_name() == "postgresql":
         options = config["SQLALCHEMY_ENGINE_OPTIONS"]
+        connect_args = options.setdefault("connect_args", {})
         # A dead or unreachable database must fail a request quickly, not hang it.
-        options.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
-    # Presigned URLs are reused while a third of their lifetime is left; a cached
-    # page must not outlive that, or it would hand out URLs that have expired.
-    if config["API_PAGE_CACHE_SECONDS"] * 3 >= config["IMAGE_URL_EXPIRES"]:
-        raise ConfigError(
-            "API_PAGE_CACHE_SECONDS must be less than a third of IMAGE_URL_EXPIRES "
-            f"({config['IMAGE_URL_EXPIRES']} s), got {config['API_PAGE_CACHE_SECONDS']}"
-        )
-    # It bounds how long a revoked token may still work should a notice be lost.
-    if config["API_TOKEN_CACHE_SECONDS"] > MAX_TOKEN_CACHE_SECONDS:
-        raise ConfigError(
-            f"API_TOKEN_CACHE_SECONDS must be at most {MAX_TOKEN_CACHE_SECONDS}, "
-            f"got {config['API_TOKEN_CACHE_SECONDS']}"
-        )
+        connect_args.setdefault("connect_timeout", 5)
+        connect_args.update(tls_connect_args(config, url))
+        # A pooled connection cut while idle (a restart, a failover, an idle
+        # timeout on the way to RDS) is found by a ping at checkout and replaced,
+        # instead of failing the request that drew it.
+        options.setdefault("pool_pre_ping", True)
+        # One connection per request thread and no overflow: the connections an
+        # instance can open are known (deploy/README.md sizes the database by it).
+        # A request that finds none free waits pool_timeout, then gets a 503.
+        options.setdefault("pool_size", config["DB_POOL_SIZE"])
+        options.setdefault("max_overflow", 0)
+        options.setdefault("pool_timeout", 10)
     # Flask's own defaults already hold SESSION_COOKIE_SECURE=False, so setdefault
     # would never apply: decide here unless the environment chose explicitly.
     if config.get("SESSION_COOKIE_SECURE_FROM_ENV") is None:
@@ -287,6 +302,58 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
             f"DEFAULT_TIMEZONE must be an IANA time zone such as Asia/Tokyo, "
             f"got {config['DEFAULT_TIMEZONE']!r}"
         )
+
+
+def tls_connect_args(config: Mapping[str, Any], url: URL) -> dict[str, str]:
+    """libpq's sslmode and sslrootcert from DB_SSLMODE and DB_SSLROOTCERT.
+
+    DB_SSLMODE (set, or verify-full by default for DB_ENDPOINT/DB_SECRET) wins over
+    an sslmode in DATABASE_URL; without it the URL decides. DB_SSLROOTCERT is used
+    whenever the server's certificate is verified, unless the URL names its own.
+    A verification that cannot succeed stops the app here rather than on every
+    connection: libpq would otherwise look for ~/.postgresql/root.crt.
+    """
+    sslmode = config.get("DB_SSLMODE")
+    if sslmode is not None and sslmode not in SSL_MODES:
+        raise ConfigError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}, got {sslmode!r}")
+    args: dict[str, str] = {"sslmode": sslmode} if sslmode else {}
+    effective = sslmode or _query_value(url, "sslmode")
+    if not (effective or "").startswith("verify-"):
+        return args
+    if _query_value(url, "sslrootcert"):
+        rootcert, named = _query_value(url, "sslrootcert"), "sslrootcert in DATABASE_URL"
+    else:
+        rootcert, named = config.get("DB_SSLROOTCERT"), "DB_SSLROOTCERT"
+        if not rootcert:
+            raise ConfigError(
+                f"DB_SSLROOTCERT is not set, but sslmode {effective} verifies the database's "
+                "certificate (verify-full is the default with DB_ENDPOINT/DB_SECRET): set it to "
+                "the CA bundle that signed it (the image ships Amazon RDS's at "
+                "/app/certs/rds-global-bundle.pem)"
+            )
+        args["sslrootcert"] = rootcert
+    # "system": libpq (16 and later) uses the operating system's trusted CAs.
+    if rootcert != "system" and not _holds_a_certificate(Path(rootcert)):
+        raise ConfigError(
+            f"{named} must be a readable PEM file of CA certificates for sslmode {effective}, "
+            f"got {rootcert!r}"
+        )
+    return args
+
+
+def _query_value(url: URL, name: str) -> str | None:
+    value = url.query.get(name)
+    if isinstance(value, tuple):
+        value = value[-1] if value else None
+    return value or None
+
+
+def _holds_a_certificate(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return b"-----BEGIN CERTIFICATE-----" in file.read(1024 * 1024)
+    except OSError:
+        return False
 
 
 def describe_database(uri: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,11 +12,9 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import FileStorage
-from werkzeug.exceptions import NotFound
 
 from . import search
-from .accounts import TokenOwner
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
 from .extensions import db
 from .images import (
     IncomingImage,
@@ -25,8 +24,9 @@ from .images import (
     object_keys,
     variant_key,
 )
-from .models import Entry, Image, User, utcnow
-from .storage import StorageUnavailable, current_storage
+from .infra.storage import StorageUnavailable, current_storage
+from .models import Entry, Image, User, is_live
+from .timestamps import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,15 @@ def clean_text(text: str | None, *, has_images: bool) -> str:
         raise InvalidInput("text", "The text contains a NUL character.")
     limit = current_app.config["MAX_ENTRY_CHARS"]
     if len(text) > limit:
-        raise InvalidInput("text", f"The text is longer than {limit} characters.")
+        raise InvalidInput("text", "The text is longer than %(n)s characters.", n=limit)
     if not text and not has_images:
         raise InvalidInput("text", "Write something or add a photo.")
     return text
 
 
-def live_entries(user: User | TokenOwner) -> sa.Select[tuple[Entry]]:
-    """The user's entries on the timeline; the one definition of "live" (diary.timeline too)."""
-    return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+def live_entries(user: User) -> sa.Select[tuple[Entry]]:
+    """The user's live entries, to narrow further."""
+    return sa.select(Entry).where(is_live(user))
 
 
 def get_entry(user: User, entry_id: int) -> Entry:
@@ -59,7 +59,7 @@ def get_entry(user: User, entry_id: int) -> Entry:
         live_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
     )
     if entry is None:
-        raise NotFound("No such entry.")
+        raise NotFound("entry_id", "No such entry.")
     return entry
 
 
@@ -67,24 +67,38 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
     """Store the photos, then the row; if anything fails, nothing is left behind."""
     uploads = [upload for upload in uploads if upload.filename or upload.content_length]
     if len(uploads) > MAX_IMAGES_PER_ENTRY:
-        raise InvalidInput("file", f"At most {MAX_IMAGES_PER_ENTRY} photos per entry.")
+        raise InvalidInput("file", "At most %(n)s photos per entry.", n=MAX_IMAGES_PER_ENTRY)
     text = clean_text(text, has_images=bool(uploads))
     incoming = inspect_uploads(uploads)
 
     entry = Entry(user_id=user.id, text=text)
+    try:
+        with photos_then_rows() as stored:
+            attach_photos(entry, user.id, incoming, stored, start=0)
+            db.session.add(entry)
+            search.index_entry(entry)
+    finally:
+        close_all(incoming)
+    return get_entry(user, entry.id)
+
+
+@contextmanager
+def photos_then_rows() -> Iterator[list[str]]:
+    """Photos are stored first, then the rows that refer to them are committed.
+
+    Yields the list the block appends each stored key to. If anything in the
+    block or the commit fails, the transaction is rolled back and exactly
+    those objects are removed: a failed request leaves neither rows nor
+    objects behind (an object whose removal fails is left to `storage gc`).
+    """
     stored: list[str] = []
     try:
-        attach_photos(entry, user.id, incoming, stored, start=0)
-        db.session.add(entry)
-        search.index_entry(entry)
+        yield stored
         db.session.commit()
     except BaseException:
         db.session.rollback()
         discard_objects(stored)
         raise
-    finally:
-        close_all(incoming)
-    return get_entry(user, entry.id)
 
 
 def attach_photos(
@@ -184,7 +198,8 @@ def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
     """All live entries oldest first, as plain rows fetched in batches.
 
     Used to stream the original `GET /`: memory stays flat however long the
-    diary is, because neither the rows nor ORM objects are held.
+    diary is, because neither the rows nor ORM objects are held. The query is
+    built now and run when iterated, inside the streamed response.
     """
     first_image = (
         sa.select(Image.storage_key)
@@ -194,16 +209,20 @@ def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
         .scalar_subquery()
     )
     query = (
-        sa.select(Entry.id, Entry.created_at, Entry.updated_at, Entry.text, first_image)
-        .where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+        live_entries(user)
+        .with_only_columns(Entry.id, Entry.created_at, Entry.updated_at, Entry.text, first_image)
         .order_by(Entry.created_at, Entry.id)
         .execution_options(yield_per=batch_size)
     )
-    for row in db.session.execute(query):
-        yield LegacyRow(*row)
+
+    def rows() -> Iterator[LegacyRow]:
+        for row in db.session.execute(query):
+            yield LegacyRow(*row)
+
+    return rows()
 
 
-# --- editing, Trash and permanent deletion (issue 3: the pages) -------------
+# --- editing, Trash and permanent deletion -----------------------------------
 
 
 def update_entry(
@@ -232,7 +251,7 @@ def update_entry(
     removing = set(remove_image_ids)
     keeping = [image for image in entry.images if image.id not in removing]
     if len(keeping) + len(uploads) > MAX_IMAGES_PER_ENTRY:
-        raise InvalidInput("file", f"At most {MAX_IMAGES_PER_ENTRY} photos per entry.")
+        raise InvalidInput("file", "At most %(n)s photos per entry.", n=MAX_IMAGES_PER_ENTRY)
     entry.text = clean_text(text, has_images=bool(keeping or uploads))
     incoming = inspect_uploads(uploads)
 
@@ -241,20 +260,15 @@ def update_entry(
     removed_keys = [
         key for image in entry.images if image.id in removing for key in object_keys(image)
     ]
-    stored: list[str] = []
     try:
-        for image in [image for image in entry.images if image.id in removing]:
-            entry.images.remove(image)
-        for position, image in enumerate(keeping):
-            image.position = position
-        attach_photos(entry, user.id, incoming, stored, start=len(keeping))
-        entry.updated_at = utcnow()
-        search.index_entry(entry)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        discard_objects(stored)
-        raise
+        with photos_then_rows() as stored:
+            for image in [image for image in entry.images if image.id in removing]:
+                entry.images.remove(image)
+            for position, image in enumerate(keeping):
+                image.position = position
+            attach_photos(entry, user.id, incoming, stored, start=len(keeping))
+            entry.updated_at = utcnow()
+            search.index_entry(entry)
     finally:
         close_all(incoming)
     discard_objects(removed_keys)
@@ -262,7 +276,7 @@ def update_entry(
 
 
 def trashed_entries(user: User) -> sa.Select[tuple[Entry]]:
-    """The user's entries in Trash."""
+    """The user's entries in Trash: the complement of is_live."""
     return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_not(None))
 
 
@@ -272,7 +286,7 @@ def get_trashed_entry(user: User, entry_id: int) -> Entry:
         trashed_entries(user).where(Entry.id == entry_id).options(selectinload(Entry.images))
     )
     if entry is None:
-        raise NotFound("No such entry in Trash.")
+        raise NotFound("entry_id", "No such entry in Trash.")
     return entry
 
 

@@ -1,25 +1,16 @@
-"""One place for failures: domain errors, problem+json for clients, HTML for browsers.
+"""What the rules refuse: errors the caller must correct, with the field they are about.
 
-API clients (everything under /api/, and any request that does not prefer
-HTML) get RFC 9457 problem details; browsers get an error page in the layout.
+A message is written once, in English, as a template with named values:
+`InvalidInput("text", "The text is longer than %(n)s characters.", n=limit)`.
+The API answers with it as written (problem+json, diary/web/errors.py); the
+pages show it in the reader's language (`translated()`), next to the field.
+`make translations` extracts the templates from these calls (the second
+argument of InvalidInput, UnsupportedMedia, ContentTooLarge and NotFound).
 """
 
 from __future__ import annotations
 
-import logging
-from http import HTTPStatus
-from typing import Any
-
-from flask import Flask, Response, json, render_template, request
-from sqlalchemy import exc as sa_exc
-from werkzeug.exceptions import HTTPException, InternalServerError
-
-from .extensions import db
-from .storage import StorageUnavailable
-
-log = logging.getLogger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
+from flask_babel import gettext
 
 
 class InvalidInput(Exception):
@@ -28,10 +19,20 @@ class InvalidInput(Exception):
     status = 400
     title = "Invalid input"
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, message: str, **values: object) -> None:
         self.field = field
-        self.message = message
+        self.template = message
+        self.values = values
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        """The message in English, as the API gives it."""
+        return self.template % self.values if self.values else self.template
+
+    def translated(self) -> str:
+        """The message in the language of the current request (pages)."""
+        return gettext(self.template, **self.values)
 
 
 class UnsupportedMedia(InvalidInput):
@@ -44,146 +45,8 @@ class ContentTooLarge(InvalidInput):
     title = "Content too large"
 
 
-def prefers_html() -> bool:
-    """True for browsers; curl's */* and JSON clients get JSON."""
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html"
+class NotFound(InvalidInput):
+    """What the caller asked for is not theirs to see: absent, another user's, or in Trash."""
 
-
-def wants_problem_json() -> bool:
-    return request.path.startswith("/api/") or not prefers_html()
-
-
-def problem(
-    status: int,
-    detail: str | None = None,
-    *,
-    title: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extensions: Any,
-) -> Response:
-    """An RFC 9457 problem details response."""
-
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-    }
-    if detail:
-        body["detail"] = detail
-    body.update(extensions)
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
-    response.headers.update(headers or {})
-    return response
-
-
-def _error_page(status: int, title: str, detail: str | None) -> Response:
-    html = render_template("errors/error.html", status=status, title=title, detail=detail)
-    return Response(html, status=status, mimetype="text/html")
-
-
-def handle_http_exception(error: HTTPException) -> Response:
-    status = error.code or 500
-    title = error.name
-    detail = error.description
-    if status == 413:
-        limit = request.max_content_length or 0
-        detail = f"The upload is larger than the limit of {limit // (1024 * 1024)} MB."
-    if wants_problem_json():
-        response = problem(status, detail, title=title)
-    else:
-        response = _error_page(status, title, detail)
-    # Keep headers such as Allow (405) and WWW-Authenticate (401).
-    for name, value in error.get_headers():
-        if name.lower() != "content-type":
-            response.headers[name] = value
-    return response
-
-
-def handle_invalid_input(error: InvalidInput) -> Response:
-    if wants_problem_json():
-        return problem(
-            error.status,
-            error.message,
-            title=error.title,
-            errors=[{"field": error.field, "message": error.message}],
-        )
-    return _error_page(error.status, error.title, error.message)
-
-
-def handle_storage_unavailable(error: StorageUnavailable) -> Response:
-    db.session.rollback()
-    detail = f"{error}. Try again shortly; entries without photos still work."
-    if wants_problem_json():
-        return problem(503, detail, headers={"Retry-After": "30"})
-    return _error_page(503, "Service Unavailable", detail)
-
-
-def handle_database_unavailable(error: Exception) -> Response:
-    """The database is down or unreachable: a quick 503 the client may retry, never a hang.
-
-    connect_timeout (diary/config.py) and diary/db_ping.py make the failure fast;
-    this turns it into an answer instead of a 500 and keeps the pool usable.
-    """
-    lost_connection = isinstance(
-        error, (sa_exc.OperationalError, sa_exc.InterfaceError)
-    ) or getattr(error, "connection_invalidated", False)
-    if isinstance(error, sa_exc.DBAPIError) and not lost_connection:
-        return handle_unexpected(error)
-    try:
-        db.session.rollback()
-    except sa_exc.SQLAlchemyError:
-        # The connection is already gone; the pool replaces it on the next checkout.
-        db.session.close()
-    log.warning(
-        "database unavailable on %s %s: %s", request.method, request.path, type(error).__name__
-    )
-    detail = "The database is not reachable right now. Try again shortly."
-    if wants_problem_json():
-        return problem(503, detail, headers={"Retry-After": "5"})
-    response = _error_page(503, "Service Unavailable", detail)
-    response.headers["Retry-After"] = "5"
-    return response
-
-
-def handle_unexpected(error: Exception) -> Response:
-    # Whatever failed, the session must not carry a broken transaction into the next request.
-    db.session.rollback()
-    # An exception no handler took reaches us wrapped in InternalServerError, after
-    # Flask's handle_exception has logged it with its traceback ("Exception on ...");
-    # logging it here too wrote every failure twice. What a handler passes on
-    # directly (handle_database_unavailable) has not been logged yet.
-    if not isinstance(error, HTTPException):
-        log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
-    server_error = InternalServerError()
-    if wants_problem_json():
-        return problem(500, "Something went wrong on our side; it has been logged.")
-    return _error_page(500, server_error.name, "Something went wrong on our side.")
-
-
-def remove_session_even_if_the_database_is_gone(_error: BaseException | None) -> None:
-    """End the request's session without letting a dead connection fail the response.
-
-    When PostgreSQL shuts down mid-request, the ROLLBACK that closing the
-    session sends fails too; raised from teardown it would turn the 503 already
-    chosen into gunicorn's bare 500. Registered after Flask-SQLAlchemy's own
-    teardown, so it runs first and leaves that one nothing to do.
-    """
-    try:
-        db.session.remove()
-    except sa_exc.SQLAlchemyError as error:
-        log.warning("closing the database session failed: %s", type(error).__name__)
-        db.session.registry.clear()  # the connection is invalidated; the pool replaces it
-
-
-def init_app(app: Flask) -> None:
-    app.teardown_appcontext(remove_session_even_if_the_database_is_gone)
-    app.register_error_handler(InvalidInput, handle_invalid_input)
-    app.register_error_handler(StorageUnavailable, handle_storage_unavailable)
-    # DBAPIError covers the driver's view of a dropped connection, whatever class
-    # psycopg picks for it; anything else it covers is still a 500 (see the handler).
-    app.register_error_handler(sa_exc.DBAPIError, handle_database_unavailable)
-    app.register_error_handler(sa_exc.PendingRollbackError, handle_database_unavailable)
-    app.register_error_handler(sa_exc.TimeoutError, handle_database_unavailable)
-    app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(InternalServerError, handle_unexpected)
+    status = 404
+    title = "Not Found"

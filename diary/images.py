@@ -132,7 +132,8 @@ def _opened(stream: IO[bytes], field_name: str) -> Iterator[PILImage.Image]:
                 if width * height > MAX_PIXELS:
                     raise ContentTooLarge(
                         field_name,
-                        f"The image has more than {MAX_PIXELS // 1_000_000} megapixels.",
+                        "The image has more than %(n)s megapixels.",
+                        n=MAX_PIXELS // 1_000_000,
                     )
                 yield image
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
@@ -242,7 +243,9 @@ def inspect_upload(upload: FileStorage, field: str = "file") -> IncomingImage:
     with _opened(stream, field) as image:
         image_format = image.format or ""
         if image_format not in ACCEPTED_FORMATS:
-            raise UnsupportedMedia(field, f"{image_format or 'This'} image format is not accepted.")
+            raise UnsupportedMedia(
+                field, "%(n)s images are not accepted.", n=image_format or "This"
+            )
         image.verify()
     with _decoding:
         original = _clean_original(stream, image_format, field)

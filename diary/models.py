@@ -9,10 +9,7 @@ from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from .timestamps import utcnow
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -54,9 +51,6 @@ class User(UserMixin, db.Model):
     # Raised when the user signs out or changes the password: every browser
     # session stamped with an older value is no longer accepted.
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
-    # Raised by database triggers on every change to the user's entries or
-    # photos (migration 0005); cached API pages are valid while it is unchanged.
-    timeline_version: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
 
     entries: Mapped[list[Entry]] = relationship(back_populates="owner", lazy="raise")
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="owner", lazy="raise")
@@ -94,6 +88,15 @@ class Entry(db.Model):
             sqlite_where=sa.text("deleted_at IS NULL"),
         ),
     )
+
+
+def is_live(user: User) -> sa.ColumnElement[bool]:
+    """The one definition of a live entry: the user's, on the timeline, not in Trash.
+
+    Every list, count, search, tag, calendar and export reads entries through
+    it; ix_entries_user_timeline above is the index it is served by.
+    """
+    return sa.and_(Entry.user_id == user.id, Entry.deleted_at.is_(None))
 
 
 class Image(db.Model):
@@ -140,7 +143,7 @@ class ApiToken(db.Model):
     owner: Mapped[User] = relationship(back_populates="tokens", lazy="raise")
 
 
-# --- search, tags and imports (issue 6: diary features) ---------------------
+# --- search, tags and imports -------------------------------------------------
 
 
 class EntryTerm(db.Model):

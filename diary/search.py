@@ -17,7 +17,6 @@ import re
 import sqlalchemy as sa
 
 from . import tags
-from .accounts import TokenOwner
 from .errors import InvalidInput
 from .extensions import db
 from .models import Entry, EntryTag, EntryTerm, User
@@ -65,7 +64,7 @@ def parse_query(raw: str | None) -> str | None:
         return None
     query = raw.strip()
     if len(query) > MAX_QUERY_CHARS:
-        raise InvalidInput("q", f"The search is longer than {MAX_QUERY_CHARS} characters.")
+        raise InvalidInput("q", "The search is longer than %(n)s characters.", n=MAX_QUERY_CHARS)
     if "\x00" in query or "\ufffd" in query:
         raise InvalidInput("q", "The search contains characters that cannot be searched for.")
     return query
@@ -91,7 +90,7 @@ def index_entry(entry: Entry) -> None:
         db.session.execute(sa.insert(EntryTag), tag_rows)
 
 
-def matching(user: User | TokenOwner, query: str) -> sa.ColumnElement[bool]:
+def matching(user: User, query: str) -> sa.ColumnElement[bool]:
     """A WHERE clause on Entry: the user's entries whose text contains `query`.
 
     The candidates come from entry_terms (index only, this user only); the

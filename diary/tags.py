@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .accounts import TokenOwner
 from .errors import InvalidInput
 from .extensions import db
-from .models import Entry, EntryTag, User
+from .models import Entry, EntryTag, User, is_live
 
 MAX_TAG_CHARS = 100
 
@@ -54,7 +53,7 @@ def tag_rows(entry: Entry) -> list[dict[str, object]]:
     ]
 
 
-def tagged_with(user: User | TokenOwner, tag: str) -> sa.ColumnElement[bool]:
+def tagged_with(user: User, tag: str) -> sa.ColumnElement[bool]:
     """A WHERE clause: the entry carries `tag` (served by the primary key of entry_tags)."""
     return Entry.id.in_(
         sa.select(EntryTag.entry_id).where(EntryTag.user_id == user.id, EntryTag.tag == tag)
@@ -73,7 +72,7 @@ def list_tags(user: User) -> list[TagCount]:
     rows = db.session.execute(
         sa.select(EntryTag.tag, count)
         .join(Entry, Entry.id == EntryTag.entry_id)
-        .where(EntryTag.user_id == user.id, Entry.deleted_at.is_(None))
+        .where(EntryTag.user_id == user.id, is_live(user))
         .group_by(EntryTag.tag)
         .order_by(count.desc(), EntryTag.tag)
     )

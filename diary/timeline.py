@@ -21,7 +21,6 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from . import entries, search, tags
-from .accounts import TokenOwner
 from .errors import InvalidInput
 from .extensions import db
 from .models import Entry, Image, User
@@ -56,11 +55,18 @@ class Cursor:
         return parsed
 
 
+def parse_cursor(raw: str | None) -> Cursor | None:
+    """The cursor a client sent back (API `cursor`, pages `before`), or None for the first page."""
+    return Cursor.decode(raw) if raw else None
+
+
 def parse_limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        raise InvalidInput("limit", f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.")
+        raise InvalidInput(
+            "limit", "limit must be a whole number from 1 to %(n)s.", n=MAX_PAGE_SIZE
+        )
     return int(raw)
 
 
@@ -120,7 +126,7 @@ _PHOTO_COLUMNS = (
 
 
 def list_entries(
-    user: User | TokenOwner,
+    user: User,
     *,
     limit: int,
     cursor: Cursor | None = None,

@@ -5,7 +5,7 @@ import logging
 from alembic import context
 from flask import current_app
 
-from diary.logs import StderrHandler, configure_logging
+from diary.infra.logs import StderrHandler, configure_logging
 
 config = context.config
 # JSON lines like the app's own, so a container that migrates before gunicorn

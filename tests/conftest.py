@@ -20,8 +20,8 @@ from PIL import Image as PILImage
 from diary import create_app
 from diary.accounts import create_user, issue_token
 from diary.extensions import db
+from diary.infra.storage import current_storage
 from diary.models import User
-from diary.storage import LocalStorage, S3Storage, current_storage
 
 from .servers import moto_s3_server, postgres_database
 
@@ -32,7 +32,15 @@ os.environ.update(
     AWS_CONFIG_FILE="/dev/null",
     AWS_SHARED_CREDENTIALS_FILE="/dev/null",
 )
-for _name in ("DATABASE_URL", "DB_SECRET", "DB_ENDPOINT", "BUCKET", "S3_ENDPOINT_URL"):
+for _name in (
+    "DATABASE_URL",
+    "DB_SECRET",
+    "DB_ENDPOINT",
+    "DB_SSLMODE",
+    "DB_SSLROOTCERT",
+    "BUCKET",
+    "S3_ENDPOINT_URL",
+):
     os.environ.pop(_name, None)
 
 TABLES = ("images", "api_tokens", "entries", "users")
@@ -201,18 +209,7 @@ def jpeg() -> bytes:
 
 def stored_keys(app: Flask) -> set[str]:
     with app.app_context():
-        storage = current_storage()
-        if isinstance(storage, S3Storage):
-            pages = storage.client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket)
-            return {item["Key"] for page in pages for item in page.get("Contents", [])}
-        assert isinstance(storage, LocalStorage)
-        if not storage.root.exists():
-            return set()
-        return {
-            str(path.relative_to(storage.root))
-            for path in storage.root.rglob("*")
-            if path.is_file()
-        }
+        return {stored.key for stored in current_storage().iter_objects()}
 
 
 def row_counts(app: Flask) -> dict[str, int]:

@@ -17,8 +17,12 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from .tls import ServerCertificate
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -232,11 +236,12 @@ class PrivatePostgres:
     root, the server runs as the `postgres` OS user.
     """
 
-    def __init__(self, password: str | None = None) -> None:
+    def __init__(self, password: str | None = None, tls: ServerCertificate | None = None) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="diary-pg-"))
         self.data = self.directory / "data"
         self.port = free_port()
         self.password = password
+        self.tls = tls
         login = f"postgres:{password}" if password else "postgres"
         self.url = f"postgresql://{login}@127.0.0.1:{self.port}/postgres"
 
@@ -258,6 +263,26 @@ class PrivatePostgres:
         self._run(
             str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", *auth, "--no-sync"
         )
+        if self.tls:
+            self._require_tls()
+
+    def _require_tls(self) -> None:
+        """Serve TLS with the given certificate and refuse TCP logins without it (as RDS
+        does with rds.force_ssl): a login that works has surely used TLS."""
+        assert self.tls is not None
+        for source, name in (
+            (self.tls.certificate_path, "server.crt"),
+            (self.tls.key_path, "server.key"),
+        ):
+            target = self.directory / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)  # PostgreSQL refuses a key others can read
+            if os.geteuid() == 0:
+                shutil.chown(target, "postgres")
+        method = "scram-sha-256" if self.password else "trust"
+        (self.data / "pg_hba.conf").write_text(
+            f"local all all trust\nhostssl all all 127.0.0.1/32 {method}\n"
+        )
 
     def start(self) -> None:
         self._run(
@@ -270,7 +295,13 @@ class PrivatePostgres:
             "-l",
             str(self.directory / "log"),
             "-o",
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off",
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off"
+            + (
+                f" -c ssl=on -c ssl_cert_file={self.directory / 'server.crt'}"
+                f" -c ssl_key_file={self.directory / 'server.key'}"
+                if self.tls
+                else ""
+            ),
             "start",
         )
 
@@ -284,11 +315,14 @@ class PrivatePostgres:
 
 
 @contextmanager
-def private_postgres(password: str | None = None) -> Iterator[PrivatePostgres]:
-    """A PostgreSQL server of the test's own; with `password`, TCP logins must give it."""
+def private_postgres(
+    password: str | None = None, tls: ServerCertificate | None = None
+) -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of the test's own; with `password`, TCP logins must give it;
+    with `tls`, it serves that certificate and TCP logins must use TLS."""
     if not (PG_BIN / "initdb").exists():
         unavailable(f"no PostgreSQL 15 binaries in {PG_BIN}")
-    server = PrivatePostgres(password)
+    server = PrivatePostgres(password, tls)
     try:
         server.init()
         server.start()

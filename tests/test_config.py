@@ -64,11 +64,9 @@ def test_db_secret_without_host_needs_db_endpoint():
         ({"MAX_UPLOAD_MB": "lots"}, "MAX_UPLOAD_MB"),
         ({"MAX_UPLOAD_MB": "0"}, "MAX_UPLOAD_MB"),
         ({"S3_READ_TIMEOUT": "-1"}, "S3_READ_TIMEOUT"),
-        ({"API_PAGE_CACHE_MB": "-1"}, "API_PAGE_CACHE_MB"),
-        ({"DB_PING_AFTER_IDLE_SECONDS": "0"}, "DB_PING_AFTER_IDLE_SECONDS"),
+        ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE"),
+        ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS"),
         ({"S3_READ_TIMEOUT": "nan"}, "S3_READ_TIMEOUT"),
-        ({"API_TOKEN_CACHE_SECONDS": "-1"}, "API_TOKEN_CACHE_SECONDS"),
-        ({"API_TOKEN_CACHE_SECONDS": "soon"}, "API_TOKEN_CACHE_SECONDS"),
         ({"REQUEST_BODY_TIMEOUT": "0"}, "REQUEST_BODY_TIMEOUT"),
         ({"REQUEST_BODY_TIMEOUT": "a minute"}, "REQUEST_BODY_TIMEOUT"),
         ({"REQUEST_HEADER_TIMEOUT": "-5"}, "REQUEST_HEADER_TIMEOUT"),
@@ -80,10 +78,16 @@ def test_malformed_settings_stop_the_app_naming_the_variable(env, named):
         from_env(env)
 
 
-def test_the_token_cache_can_be_turned_off_but_not_stretched_past_a_minute():
-    assert from_env({"API_TOKEN_CACHE_SECONDS": "0"})["API_TOKEN_CACHE_SECONDS"] == 0
-    with pytest.raises(ConfigError, match="API_TOKEN_CACHE_SECONDS must be at most 60"):
-        create_app({"TESTING": True, "API_TOKEN_CACHE_SECONDS": 3600})
+def test_postgresql_pool_has_one_checked_connection_per_request_thread():
+    config = {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": "postgresql://diary@db.internal/diary",
+        **from_env({"GUNICORN_THREADS": "6"}),
+    }
+    options = create_app(config).config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["pool_size"] == 6
+    assert options["max_overflow"] == 0
+    assert options["pool_pre_ping"] is True
 
 
 def test_a_bad_db_secret_is_never_echoed():
@@ -129,6 +133,108 @@ def test_s3_settings_from_the_environment():
     )
 
 
-def test_cached_pages_must_not_outlive_the_photo_urls_in_them():
-    with pytest.raises(ConfigError, match="API_PAGE_CACHE_SECONDS"):
-        create_app({"TESTING": True, "API_PAGE_CACHE_SECONDS": 300, "IMAGE_URL_EXPIRES": 900})
+# --- PostgreSQL TLS: DB_SSLMODE, DB_SSLROOTCERT -------------------------------
+
+RDS_VARIABLES = {"DB_ENDPOINT": "db.abc.ap-northeast-1.rds.amazonaws.com", "DB_USER": "u"}
+
+
+@pytest.fixture
+def ca_bundle(tmp_path):
+    """A file that looks like a CA bundle (the server tests verify against real ones)."""
+    path = tmp_path / "bundle.pem"
+    path.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    return path
+
+
+def connect_args_from(monkeypatch, env, **config):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = create_app({"TESTING": True, **config})
+    return app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {**RDS_VARIABLES, "DB_PASSWORD": "p"},
+        {"DB_SECRET": json.dumps(SECRET)},
+    ],
+    ids=["DB_ENDPOINT", "DB_SECRET"],
+)
+def test_the_rds_variables_verify_the_server_certificate_by_default(env, monkeypatch, ca_bundle):
+    assert from_env(env)["DB_SSLMODE"] == "verify-full"
+
+    connect_args = connect_args_from(monkeypatch, {**env, "DB_SSLROOTCERT": str(ca_bundle)})
+
+    assert connect_args["sslmode"] == "verify-full"
+    assert connect_args["sslrootcert"] == str(ca_bundle)
+
+
+def test_database_url_keeps_what_the_url_says_unless_db_sslmode_is_set(monkeypatch, ca_bundle):
+    url = "postgresql://u:p@db.internal/d?sslmode=require"
+    assert "DB_SSLMODE" not in from_env({"DATABASE_URL": url})
+    connect_args = connect_args_from(
+        monkeypatch, {"DATABASE_URL": url, "DB_SSLROOTCERT": str(ca_bundle)}
+    )
+    # No verification asked, so not even the bundle the image names is passed on.
+    assert "sslmode" not in connect_args and "sslrootcert" not in connect_args
+
+    monkeypatch.setenv("DB_SSLMODE", "verify-ca")
+    connect_args = connect_args_from(monkeypatch, {"DATABASE_URL": url})
+    assert (connect_args["sslmode"], connect_args["sslrootcert"]) == ("verify-ca", str(ca_bundle))
+
+
+def test_db_sslmode_can_be_lowered_for_the_rds_variables(monkeypatch):
+    env = {**RDS_VARIABLES, "DB_PASSWORD": "p", "DB_SSLMODE": "require"}
+    connect_args = connect_args_from(monkeypatch, env)
+    assert connect_args["sslmode"] == "require"
+    assert "sslrootcert" not in connect_args
+
+
+def test_system_means_the_operating_systems_trusted_cas(monkeypatch):
+    env = {**RDS_VARIABLES, "DB_PASSWORD": "p", "DB_SSLROOTCERT": "system"}
+    assert connect_args_from(monkeypatch, env)["sslrootcert"] == "system"
+
+
+def test_tls_settings_do_not_apply_to_sqlite(monkeypatch, tmp_path):
+    monkeypatch.setenv("DB_SSLMODE", "verify-full")
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/d.db"})
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {}
+
+
+@pytest.mark.parametrize("value", ["verify_full", "VERIFY-FULL", "on", "true", "ssl"])
+def test_an_unknown_sslmode_is_a_config_error(value):
+    with pytest.raises(ConfigError, match="DB_SSLMODE must be one of disable, allow, prefer"):
+        from_env({"DB_SSLMODE": value})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "DB_SSLROOTCERT is not set"),
+        ({"DB_SSLROOTCERT": "/nonexistent/rds-global-bundle.pem"}, "DB_SSLROOTCERT must be"),
+        ({"DB_SSLMODE": "verify-ca", "DB_SSLROOTCERT": "/nonexistent/ca.pem"}, "DB_SSLROOTCERT"),
+        ({"DB_SSLROOTCERT": "{not_pem}"}, "DB_SSLROOTCERT must be a readable PEM file"),
+    ],
+    ids=["unset", "missing", "missing-verify-ca", "not-pem"],
+)
+def test_verification_without_a_usable_ca_bundle_stops_the_app(monkeypatch, tmp_path, env, message):
+    not_pem = tmp_path / "global-bundle.pem"
+    not_pem.write_text("<html>Access denied</html>")  # what a proxy might have served
+    env = {name: value.format(not_pem=not_pem) for name, value in env.items()}
+    with pytest.raises(ConfigError, match=message):
+        connect_args_from(monkeypatch, {**RDS_VARIABLES, "DB_PASSWORD": "p", **env})
+
+
+def test_a_missing_ca_bundle_is_no_error_when_nothing_is_verified(monkeypatch):
+    env = {**RDS_VARIABLES, "DB_PASSWORD": "p", "DB_SSLMODE": "require"}
+    env["DB_SSLROOTCERT"] = "/nonexistent/ca.pem"
+    assert connect_args_from(monkeypatch, env)["sslmode"] == "require"
+
+
+def test_a_verifying_database_url_names_its_own_bundle_or_needs_db_sslrootcert(monkeypatch):
+    url = "postgresql://u:p@db.internal/d?sslmode=verify-full"
+    with pytest.raises(ConfigError, match="DB_SSLROOTCERT is not set"):
+        connect_args_from(monkeypatch, {"DATABASE_URL": url})
+    with pytest.raises(ConfigError, match="sslrootcert in DATABASE_URL"):
+        connect_args_from(monkeypatch, {"DATABASE_URL": url + "&sslrootcert=/nonexistent.pem"})

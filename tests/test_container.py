@@ -22,9 +22,10 @@ import requests
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from diary.migrate_lock import MIGRATION_LOCK_ID
+from diary.infra.migrate_lock import MIGRATION_LOCK_ID
 
 from .servers import ROOT, free_port, postgres_database, wait_for_port
+from .tls import new_ca
 
 DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = ROOT / "docker-entrypoint.sh"
@@ -125,6 +126,55 @@ def test_the_final_image_copies_only_what_runs():
     for source in copied:
         assert (ROOT / source).exists(), source
         assert not dockerignore_excludes(source), source
+
+
+RDS_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+RDS_BUNDLE = "/app/certs/rds-global-bundle.pem"
+
+
+def build_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    return steps[: steps.index(final_stage()[0])]
+
+
+def test_the_image_ships_the_rds_ca_bundle_and_points_db_sslrootcert_at_it():
+    [fetched] = [shlex.split(rest) for keyword, rest in build_stage() if keyword == "ADD"]
+    assert fetched[0] == RDS_BUNDLE_URL  # from AWS itself, never a copy in this repository
+    fetched_to = fetched[-1]
+    [copied] = [
+        shlex.split(rest)
+        for keyword, rest in final_stage()
+        if keyword == "COPY" and RDS_BUNDLE in rest
+    ]
+    assert copied == ["--from=build", "--chmod=0644", fetched_to, RDS_BUNDLE]
+    environment = " ".join(rest for keyword, rest in final_stage() if keyword == "ENV")
+    assert f"DB_SSLROOTCERT={RDS_BUNDLE}" in environment.split()
+
+
+def bundle_check(path: Path) -> subprocess.CompletedProcess[str]:
+    """The build stage's check of the fetched bundle, run here on `path`."""
+    [fetched_to] = [shlex.split(rest)[-1] for keyword, rest in build_stage() if keyword == "ADD"]
+    [command] = [rest for keyword, rest in build_stage() if keyword == "RUN" and fetched_to in rest]
+    return subprocess.run(
+        ["sh", "-c", command.replace(fetched_to, shlex.quote(str(path)))],
+        env={**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_build_fails_unless_it_fetched_a_bundle_of_amazon_rds_cas(tmp_path: Path):
+    rds = new_ca(tmp_path, "Amazon RDS ap-northeast-1 Root CA RSA2048 G1", unit="Amazon RDS")
+    other = new_ca(tmp_path, "Some Other Root CA", unit="Elsewhere")
+    bundle = tmp_path / "global-bundle.pem"
+    bundle.write_bytes(other.path.read_bytes() + rds.path.read_bytes())
+    error_page = tmp_path / "error.pem"
+    error_page.write_text("<html><body>Service Unavailable</body></html>")
+
+    assert bundle_check(bundle).returncode == 0, bundle_check(bundle).stderr
+    assert bundle_check(other.path).returncode != 0
+    assert bundle_check(error_page).returncode != 0
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ from flask import Flask
 from sqlalchemy import exc as sa_exc
 
 from diary import create_app
-from diary.db_password import SecretPassword, login_refused
 from diary.extensions import db
+from diary.infra.db_password import SecretPassword, login_refused
 
 from .servers import PrivatePostgres, private_postgres
 

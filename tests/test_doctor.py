@@ -298,10 +298,14 @@ def test_flask_doctor_runs_from_the_command_line(postgres_url, tmp_path):
         ({"MAX_UPLOAD_MB": "lots"}, "MAX_UPLOAD_MB"),
         ({"DB_SECRET": '{"password": "pw-in-broken-secret"'}, "DB_SECRET"),
         ({"DB_USER": "diary", "DB_PASSWORD": "pw-without-host"}, "DB_ENDPOINT"),
+        (
+            {"DB_ENDPOINT": "db.internal", "DB_USER": "diary", "DB_PASSWORD": "pw-no-bundle"},
+            "DB_SSLROOTCERT",
+        ),
     ],
 )
 def test_python_m_diary_doctor_reports_a_configuration_that_stops_the_app(env, named):
-    result = run_doctor_process(env, "-m", "diary.doctor")
+    result = run_doctor_process(env, "-m", "diary.commands.doctor")
 
     assert result.returncode == 1
     assert result.stdout.startswith("FAIL  configuration")

@@ -18,12 +18,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from diary import archive
+from diary.errors import ContentTooLarge
 from diary.extensions import db
+from diary.infra.storage import current_storage
 from diary.models import Image, User
-from diary.storage import current_storage
 
 from .conftest import image_bytes, new_bucket, row_counts, stored_keys
-from .features_support import add_entry
+from .entries_support import add_entry
 from .pages_support import sign_in
 
 START = datetime(2016, 4, 1, 7, 30, 15, 123456, tzinfo=UTC)
@@ -261,7 +262,7 @@ def test_the_archive_total_is_capped_before_anything_is_read(app: Flask, user: U
     data = zip_of({"entries.json": entries_json(GOOD), "pad": os.urandom(4096)})
     with app.app_context():
         owner = db.session.get(User, user.id)
-        with pytest.raises(archive.ContentTooLarge, match="expands to more than"):
+        with pytest.raises(ContentTooLarge, match="expands to more than"):
             archive.import_file(owner, io.BytesIO(data), max_total_bytes=1000)
 
 

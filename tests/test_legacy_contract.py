@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image as PILImage
 
-from diary import legacy
+from diary.web import legacy
 
 from .conftest import image_bytes, stored_keys
 
@@ -50,7 +50,7 @@ def test_two_uploads_with_the_same_name_are_two_intact_images(app, client, auth)
     keys = first.get_json()["Img"], second.get_json()["Img"]
     assert keys[0] != keys[1]
     with app.app_context():
-        from diary.storage import current_storage
+        from diary.infra.storage import current_storage
 
         colours = [
             PILImage.open(io.BytesIO(current_storage().get(key))).convert("RGB").getpixel((1, 1))

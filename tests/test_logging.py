@@ -14,7 +14,7 @@ import requests
 from flask import request
 
 from diary import create_app
-from diary.logs import redact
+from diary.infra.logs import redact
 
 from .servers import free_port, gunicorn_server
 
@@ -216,6 +216,8 @@ def test_the_database_password_from_db_secret_never_reaches_the_log(
     password = "pw-from-secret-" + os.urandom(6).hex()
     secret = {"username": "diary", "password": password, "host": "127.0.0.1", "port": free_port()}
     monkeypatch.setenv("DB_SECRET", json.dumps(secret))
+    # Nothing listens there: no certificate to verify (verify-full would need a CA bundle).
+    monkeypatch.setenv("DB_SSLMODE", "require")
     monkeypatch.setenv("SECRET_KEY", "key-" + os.urandom(16).hex())
     app = create_app({"LOCAL_STORAGE_DIR": str(tmp_path)})
 
@@ -238,6 +240,7 @@ def test_gunicorn_writes_only_json_lines_and_no_duplicate_access_log(tmp_path: P
         "DB_SECRET": json.dumps(
             {"username": "diary", "password": password, "host": "127.0.0.1", "port": free_port()}
         ),
+        "DB_SSLMODE": "require",  # nothing listens there, so no certificate to verify
         "SECRET_KEY": "e2e-" + os.urandom(16).hex(),
         "LOCAL_STORAGE_DIR": str(tmp_path / "photos"),
         "WEB_CONCURRENCY": "1",

@@ -12,7 +12,7 @@ from diary import ConfigError, create_app
 from diary.config import from_env
 from diary.extensions import db
 from diary.models import ApiToken, Entry
-from diary.security import bucket_origins
+from diary.web.security import bucket_origins
 
 from .pages_support import BROWSER, PASSWORD, main_text, page, sign_in, write
 from .servers import unavailable
@@ -56,7 +56,7 @@ def sign_in_with_csrf(client, email):
 @pytest.mark.parametrize("token", [None, "not-the-token"])
 def test_a_form_posted_without_a_valid_csrf_token_is_rejected(csrf_app, path, data, token):
     from diary.accounts import create_user, issue_token
-    from diary.models import utcnow
+    from diary.timestamps import utcnow
 
     with csrf_app.app_context():
         user = create_user("victim@example.com", PASSWORD)

@@ -8,7 +8,7 @@ import pillow_heif
 import pytest
 from PIL import Image as PILImage
 
-from diary.storage import S3Storage, current_storage
+from diary.infra.storage import S3Storage, current_storage
 
 from .conftest import row_counts, stored_keys
 
@@ -201,7 +201,7 @@ def test_presigned_urls_are_reused_while_fresh_and_renewed_before_expiry(app, mo
         assert storage.url("1/def/original.jpg") != first
 
         clock = [storage._signed["1/abc/original.jpg"][1] - storage.url_expires / 4]
-        monkeypatch.setattr("diary.storage.time.monotonic", lambda: clock[0])
+        monkeypatch.setattr("diary.infra.storage.time.monotonic", lambda: clock[0])
         # With less than a third of its life left, a URL is signed afresh.
         renewed = storage.url("1/abc/original.jpg")
         assert storage._signed["1/abc/original.jpg"][1] > clock[0] + storage.url_expires / 2

@@ -1,4 +1,4 @@
-"""SQL statements per request stay constant in page size and photo count (issue 7).
+"""SQL statements per request stay constant in page size and photo count.
 
 The API list has its own check in test_api_entries.py; these cover the HTML
 timeline and the original `GET /` contract, where an N+1 would hide as well.

@@ -12,7 +12,7 @@ from flask import Flask
 
 from diary.accounts import create_user, issue_token
 from diary.extensions import db
-from diary.storage import S3Storage, StorageUnavailable
+from diary.infra.storage import S3Storage, StorageUnavailable
 
 from .conftest import image_bytes, row_counts, stored_keys
 from .servers import silent_server

@@ -8,8 +8,8 @@ import os
 import sqlalchemy as sa
 
 from diary.extensions import db
+from diary.infra.storage import current_storage
 from diary.models import Image
-from diary.storage import current_storage
 
 from .conftest import image_bytes, stored_keys
 

@@ -1,0 +1,75 @@
+"""What the page modules share: the blueprint, photo URLs, error messages, time zones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from itertools import groupby
+from typing import TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, url_for
+from flask_babel import get_timezone
+from flask_wtf import FlaskForm
+from wtforms import Field
+
+from ...errors import InvalidInput
+from ...infra.storage import current_storage
+from ...models import Entry, Image
+from ...timeline import EntryView, PhotoView
+
+E = TypeVar("E", Entry, EntryView)
+
+bp = Blueprint("pages", __name__)
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths: an open redirect after sign-in is a phishing aid."""
+    if target and target.startswith("/") and not urlsplit(target).netloc and "\\" not in target:
+        return target
+    return url_for("legacy.index")
+
+
+def photo_url(image: Image | PhotoView, size: str = "original") -> str:
+    """Template helper: a presigned URL (S3) or the app's own URL (local).
+
+    `size` is "original", "display" or "thumb"; a photo stored before sizes
+    existed (not yet backfilled) falls back to its original.
+    """
+    key = getattr(image, f"{size}_key", None) if size != "original" else None
+    return current_storage().url(key or image.storage_key)
+
+
+def photo_srcset(image: Image | PhotoView) -> str:
+    """Template helper: candidate URLs by width for `<img srcset>`."""
+    candidates = [
+        (photo_url(image, size), getattr(image, f"{size}_width"))
+        for size in ("thumb", "display")
+        if getattr(image, f"{size}_key")
+    ]
+    candidates.append((photo_url(image, "original"), image.width))
+    return ", ".join(f"{url} {width}w" for url, width in candidates)
+
+
+def no_store(response: Response) -> Response:
+    """Diary pages are private: keep them out of shared caches."""
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "private, no-store")
+    return response
+
+
+def group_by_day(items: Iterable[E]) -> list[tuple[date, list[E]]]:
+    """Entries under the calendar day they were written, in the reader's time zone."""
+    zone = ZoneInfo(str(get_timezone()))
+
+    def day(entry: E) -> date:
+        return entry.created_at.astimezone(zone).date()
+
+    return [(key, list(group)) for key, group in groupby(items, key=day)]
+
+
+def show_error(form: FlaskForm, error: InvalidInput, default_field: str) -> None:
+    """Put a domain error next to the field it is about (or `default_field`)."""
+    field: Field = getattr(form, error.field, None) or getattr(form, default_field)
+    field.errors = [*field.errors, error.translated()]

@@ -1,0 +1,104 @@
+"""Timeline, writing, reading, editing and moving entries to Trash."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response as BaseResponse
+
+from ... import entries
+from ...errors import InvalidInput
+from ...timeline import DEFAULT_PAGE_SIZE, list_entries, parse_cursor
+from .common import bp, group_by_day, show_error
+from .forms import EditEntryForm, EntryForm
+
+
+@login_required
+def timeline() -> str:
+    """The timeline, reached at `/` by browsers (see legacy.index): newest first, by day."""
+    cursor = parse_cursor(request.args.get("before"))
+    page = list_entries(current_user, limit=DEFAULT_PAGE_SIZE, cursor=cursor)
+    return render_template(
+        "pages/timeline.html",
+        page=page,
+        days=group_by_day(page.items),
+        form=EntryForm(),
+        first_page=cursor is None,
+    )
+
+
+@bp.route("/write", methods=["GET", "POST"])
+@login_required
+def write() -> str | BaseResponse | tuple[str, int]:
+    form = EntryForm()
+    if form.validate_on_submit():
+        try:
+            entry = entries.create_entry(
+                current_user, form.text.data, request.files.getlist("file")
+            )
+        except InvalidInput as error:
+            show_error(form, error, "text")
+            return render_template("pages/write.html", form=form), error.status
+        flash(gettext("Saved."))
+        return redirect(url_for("pages.entry", entry_id=entry.id))
+    status = 400 if form.errors else 200
+    return render_template("pages/write.html", form=form), status
+
+
+@bp.get("/entries/<int:entry_id>")
+@login_required
+def entry(entry_id: int) -> str:
+    return render_template("pages/entry.html", entry=entries.get_entry(current_user, entry_id))
+
+
+def _image_ids(name: str) -> list[int]:
+    values = request.form.getlist(name)
+    if not all(value.isdigit() for value in values):
+        raise InvalidInput("images", "A photo in the request does not belong to this entry.")
+    return [int(value) for value in values]
+
+
+def _image_order(image_ids: list[int]) -> list[int]:
+    """Ids sorted by the position numbers typed next to each photo (ties keep page order)."""
+    positions: dict[int, int] = {}
+    for number, image_id in enumerate(image_ids):
+        raw = request.form.get(f"position-{image_id}", "").strip()
+        positions[image_id] = int(raw) if raw.isdigit() else number + 1
+    return sorted(image_ids, key=lambda image_id: positions[image_id])
+
+
+@bp.route("/entries/<int:entry_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(entry_id: int) -> str | BaseResponse | tuple[str, int]:
+    entry = entries.get_entry(current_user, entry_id)
+    form = EditEntryForm(obj=entry)
+    if form.validate_on_submit():
+        try:
+            entries.update_entry(
+                current_user,
+                entry_id,
+                form.text.data,
+                uploads=request.files.getlist("file"),
+                remove_image_ids=_image_ids("remove"),
+                image_order=_image_order(_image_ids("image")),
+            )
+        except InvalidInput as error:
+            show_error(form, error, "text")
+            removing = set(request.form.getlist("remove"))
+            return render_template(
+                "pages/edit.html", form=form, entry=entry, removing=removing
+            ), error.status
+        flash(gettext("Saved."))
+        return redirect(url_for("pages.entry", entry_id=entry_id))
+    status = 400 if form.errors else 200
+    return render_template("pages/edit.html", form=form, entry=entry, removing=set()), status
+
+
+@bp.post("/entries/<int:entry_id>/delete")
+@login_required
+def delete(entry_id: int) -> BaseResponse:
+    # CSRFProtect has checked the form's token before the view runs.
+    entries.trash_entry(current_user, entry_id)
+    flash(gettext("Moved to Trash. You can restore it from there."))
+    return redirect(url_for("legacy.index"))
