@@ -8,7 +8,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # gthread, plus a deadline for each request's headers (REQUEST_HEADER_TIMEOUT):
 # gunicorn itself lets a client that stalls mid-headers hold a thread for good.
-worker_class = "diary.gunicorn_worker.ThreadWorker"
+worker_class = "diary.infra.gunicorn_worker.ThreadWorker"
 # Under App Runner's and the ECS load balancer's 120 s request limit, so a stuck
 # worker is recycled by us rather than cut off by the proxy.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))

@@ -38,9 +38,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     # App Runner and the ECS load balancer terminate TLS one hop in front of us.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
-    from . import request_deadline
-
-    request_deadline.init_app(app)
 
     # First, so the request id and timer are set before any other hook runs.
     from . import commands, web

@@ -54,7 +54,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "DB_POOL_SIZE": 4,
         "MAX_UPLOAD_MB": 20,
         # A request's headers, then its body, must arrive within these many seconds
-        # (diary/gunicorn_worker.py, diary/request_deadline.py): a client that stalls
+        # (diary/infra/gunicorn_worker.py, diary/web/request_deadline.py): a client that stalls
         # mid-request must not hold a worker thread. The body's bound is under the
         # 120 s App Runner allows a whole request; 20 MB in 60 s needs about 3 Mbit/s.
         "REQUEST_HEADER_TIMEOUT": 10.0,

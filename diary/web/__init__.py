@@ -12,8 +12,9 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Request handling: who is asking, errors, security headers, languages, blueprints."""
     from ..extensions import babel, csrf, limiter
-    from . import api, auth, errors, health, i18n, legacy, media, pages, security
+    from . import api, auth, errors, health, i18n, legacy, media, pages, request_deadline, security
 
+    request_deadline.init_app(app)
     auth.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -18,7 +18,7 @@ is closed: where the next request would start on it is unknown.
 
 This needs the socket gunicorn puts in the environ; under another server (the
 `flask run` of `make run`) the middleware steps aside. Headers are bounded in
-diary/gunicorn_worker.py, before any of this runs.
+diary/infra/gunicorn_worker.py, before any of this runs.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ setting or hook for it (pre_request runs once the headers are in), so this
 worker reads each request's headers through a socket reader with a deadline:
 REQUEST_HEADER_TIMEOUT seconds from the request's first read, every recv()
 waiting only for what is left of it. Past it the client gets a bare 408 and the
-connection is closed. The body is bounded by diary/request_deadline.py.
+connection is closed. The body is bounded by diary/web/request_deadline.py.
 
 gunicorn.conf.py names this class as worker_class.
 """
