@@ -41,6 +41,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -294,10 +295,15 @@ def local_downloads(folder: Path) -> Iterator[list[str]]:
         return
     folder.mkdir(exist_ok=True)
     files = {name: stand_in_download(url, folder) for name, url in arguments.items()}
-    handler = lambda *args: http.server.SimpleHTTPRequestHandler(  # noqa: E731
-        *args, directory=str(folder)
-    )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args, directory=str(folder))
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the build's own output says what it fetched
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     port = server.server_address[1]
