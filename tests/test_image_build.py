@@ -17,9 +17,11 @@ requirements.txt and the base image, and handed to the build's pip through a
 pip.conf mounted for the RUN steps only (it never reaches the image). The
 image itself is built anew every run.
 
-Select these tests with `-m image`. Locally, without root or without buildah
-(or a Docker engine), they skip; with CI=true that is a failure (.ci/run
-installs buildah and debootstrap).
+Select these tests with `-m image` (`make image`). Locally, without root or
+without buildah, they skip; with CI=true that is a failure (.ci/run installs
+buildah and debootstrap). A Docker engine is not used: there is none on these
+machines to test that path with, and BuildKit would fetch the Dockerfile's
+`# syntax=` frontend from Docker Hub.
 """
 
 from __future__ import annotations
@@ -107,20 +109,23 @@ class Buildah:
 
 
 def buildah_or_reason() -> Buildah | str:
-    """A working buildah on our cache, or why there is none on this machine."""
+    """buildah on our cache, or why there is none on this machine."""
     if shutil.which("buildah") is None:
         return "buildah is not installed (apt-get install buildah debootstrap)"
     if os.geteuid() != 0:
         # Rootless buildah needs subordinate ids and user namespaces set up for the
         # user; the suite's machines run as root, so this test does not try.
         return "building the image with buildah needs root here"
-    root, runroot = CACHE / "storage", Path("/run/diary-image-test")
-    buildah = Buildah(root, runroot)
+    return Buildah(CACHE / "storage", Path("/run/diary-image-test"))
+
+
+def cannot_build(buildah: Buildah) -> str | None:
+    """Why buildah cannot make a container on this machine, if it cannot."""
     probe = run([*buildah.prefix, "from", "scratch"], check=False)
     if probe.returncode != 0:
         return f"buildah cannot create a container here: {probe.stderr.strip()[-500:]}"
     buildah("rm", probe.stdout.strip())
-    return buildah
+    return None
 
 
 @contextmanager
@@ -333,12 +338,12 @@ class BuiltImage:
 def built_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImage]:
     found = buildah_or_reason()
     if isinstance(found, str):
-        # A Docker engine would do as well, but there is none on these machines and
-        # `docker build` would fetch the Dockerfile frontend from Docker Hub.
         unavailable(f"cannot build the container image: {found}")
     buildah = found
     log: list[str] = []
     with cache_lock():
+        if reason := cannot_build(buildah):
+            unavailable(f"cannot build the container image: {reason}")
         # Under the lock nobody else uses this storage: what is left in it now was
         # left by a run that was killed.
         buildah("rm", "--all", check=False)
