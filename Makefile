@@ -10,7 +10,7 @@ export FLASK_APP := diary
 CFN_TEMPLATES = $(wildcard deploy/*.yaml deploy/*.yml)
 
 .PHONY: run test lint format check-migrations install clean translations
-.PHONY: bench resilience
+.PHONY: bench resilience image
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: $(STAMP)
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
 		|| echo "could not install Go: the bench shows the Go service's recorded figures"; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## image: only the test that builds the image with buildah and boots it (`make test` runs it too; root)
+image: $(STAMP)
+	$(BIN)/python -m pytest -m image tests/test_image_build.py $(PYTEST_ARGS)
 
 ## resilience: the resilience suite with the full 60 s load phases (`make test` runs it for 10 s)
 resilience: $(STAMP)

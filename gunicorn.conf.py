@@ -8,7 +8,9 @@ from diary.web.proxies import parse_networks
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+# gthread, plus a deadline for each request's headers (REQUEST_HEADER_TIMEOUT):
+# gunicorn itself lets a client that stalls mid-headers hold a thread for good.
+worker_class = "diary.infra.gunicorn_worker.ThreadWorker"
 # With gthread this is the worker's heartbeat, not a request limit: the worker's
 # main loop reports in on its own while request threads run, so `timeout` only
 # recycles a worker whose main loop hangs. What bounds a request is the proxy:

@@ -55,6 +55,12 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # GUNICORN_THREADS), so an instance holds WEB_CONCURRENCY x this at most.
         "DB_POOL_SIZE": 4,
         "MAX_UPLOAD_MB": 20,
+        # A request's headers, then its body, must arrive within these many seconds
+        # (diary/infra/gunicorn_worker.py, diary/web/request_deadline.py): a client that stalls
+        # mid-request must not hold a worker thread. The body's bound is under the
+        # 120 s App Runner allows a whole request; 20 MB in 60 s needs about 3 Mbit/s.
+        "REQUEST_HEADER_TIMEOUT": 10.0,
+        "REQUEST_BODY_TIMEOUT": 60.0,
         "MAX_ENTRY_CHARS": 20_000,
         "SECRET_KEY": None,
         "SESSION_COOKIE_HTTPONLY": True,
@@ -244,6 +250,8 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
         "S3_CONNECT_TIMEOUT",
         "S3_READ_TIMEOUT",
         "S3_FAILURE_COOLDOWN",
+        "REQUEST_HEADER_TIMEOUT",
+        "REQUEST_BODY_TIMEOUT",
     ):
         if (value := _number(env, name)) is not None:
             config[name] = value

@@ -139,7 +139,10 @@ def build_stage() -> list[tuple[str, str]]:
 
 def test_the_image_ships_the_rds_ca_bundle_and_points_db_sslrootcert_at_it():
     [fetched] = [shlex.split(rest) for keyword, rest in build_stage() if keyword == "ADD"]
-    assert fetched[0] == RDS_BUNDLE_URL  # from AWS itself, never a copy in this repository
+    # The URL is an ARG's default (a build without the internet may name another).
+    arguments = dict(rest.split("=", 1) for keyword, rest in build_stage() if keyword == "ARG")
+    assert fetched[0] == "${RDS_CA_BUNDLE_URL}"
+    assert arguments["RDS_CA_BUNDLE_URL"] == RDS_BUNDLE_URL  # from AWS itself, never a copy here
     fetched_to = fetched[-1]
     [copied] = [
         shlex.split(rest)
