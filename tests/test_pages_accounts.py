@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import sqlalchemy as sa
 from flask_migrate import upgrade
+from werkzeug.urls import iri_to_uri
 
 from diary import create_app
 from diary.accounts import create_user
 from diary.extensions import db
 from diary.models import ApiToken, User
+from diary.web.pages.common import safe_next
 
+from .conftest import app_builder
 from .pages_support import (
     BROWSER,
     ENGLISH,
@@ -64,24 +68,148 @@ def test_a_wrong_password_is_refused_next_to_the_field_keeping_the_email(
     assert 'value="wrong"' not in response.text
 
 
-@pytest.mark.parametrize(
-    ("next_path", "expected"),
-    [
-        ("/trash", "/trash"),
-        ("https://evil.example/", "/"),
-        ("//evil.example/", "/"),
-        ("/\\evil.example", "/"),
-    ],
-)
-def test_sign_in_returns_only_to_pages_of_this_site(client, user, next_path, expected):
-    response = client.post(
+# What a phishing link could put after ?next=, each read back by a browser as
+# another site: schemes, scheme-relative hosts however many slashes or
+# backslashes lead, characters browsers drop (tabs, newlines, spaces, controls,
+# invisible Unicode), percent-encoded and double-encoded forms, dot segments.
+OFF_SITE_NEXT = [
+    "https://evil.example/",
+    "HTTPS://evil.example/",
+    "http:evil.example",
+    "https:/evil.example",
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "evil.example",
+    "//evil.example/",
+    "///evil.example/",
+    "////evil.example/",
+    "/////evil.example",
+    "//evil.example@diary.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "\\/evil.example",
+    "/\\/evil.example",
+    "//\\evil.example",
+    " //evil.example",
+    "  /\\evil.example",
+    "\t//evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\n/evil.example",
+    "/\x0b/evil.example",
+    "/\x7f/evil.example",
+    "/\u3000/evil.example",
+    "/\u200b/evil.example",
+    "/\u2028/evil.example",
+    "/%09/evil.example",
+    "/%0a/evil.example",
+    "/%0D%0A/evil.example",
+    "%2F%2Fevil.example",
+    "%2f%2fevil.example",
+    "/%2F/evil.example",
+    "/%2fevil.example",
+    "/%5Cevil.example",
+    "/%5cevil.example",
+    "%5C%5Cevil.example",
+    "/%252F%252Fevil.example",
+    "/%25252F%25252Fevil.example",
+    "/%2525252F%2525252Fevil.example",
+    "/%2e%2e//evil.example",
+    "/.//evil.example",
+    "/..//evil.example",
+    "/./\\evil.example",
+    "/" + "a" * 5000,
+]
+ON_SITE_NEXT = [
+    "/",
+    "/trash",
+    "/entries/3/edit",
+    "/search?q=日本",
+    "/search?q=%2F%2Fevil.example",
+    "/tags/旅行?cursor=abc",
+    "/calendar/2024/5#day-3",
+]
+
+
+def resolved_by_a_browser(location: str) -> tuple[str, str]:
+    """(host, path) a browser on https://diary.example/login reaches from a Location.
+
+    As the WHATWG URL parser does for http(s): leading and trailing C0 controls
+    and spaces go, tabs and newlines go anywhere, a backslash is a slash.
+    """
+    cleaned = location.strip("".join(map(chr, range(0x21))))
+    cleaned = re.sub("[\t\n\r]", "", cleaned).replace("\\", "/")
+    # After two slashes any further ones are skipped on the way to the host.
+    cleaned = re.sub("^/{2,}", "//", cleaned)
+    parts = urlsplit(urljoin("https://diary.example/login", cleaned))
+    return parts.netloc, parts.path
+
+
+@pytest.fixture(scope="module")
+def redirect_app(tmp_path_factory):
+    """One app for the many redirect cases: where sign-in leads is the same on every backend."""
+    folder = tmp_path_factory.mktemp("redirects")
+    config = {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder / 'diary.sqlite3'}",
+        "LOCAL_STORAGE_DIR": str(folder / "photos"),
+        "_migrate": True,
+    }
+    with app_builder(config) as build:
+        app = build()
+        with app.app_context():
+            create_user("redirect@example.com", PASSWORD)
+        yield app
+
+
+@pytest.mark.parametrize("next_path", OFF_SITE_NEXT)
+@pytest.mark.parametrize("signed_in", [False, True], ids=["signing-in", "already-signed-in"])
+def test_sign_in_never_sends_the_reader_to_another_site(redirect_app, next_path, signed_in):
+    client = redirect_app.test_client()
+    if signed_in:
+        sign_in(client, "redirect@example.com")
+        response = client.get("/login", query_string={"next": next_path}, headers=BROWSER)
+    else:
+        response = client.post(
+            "/login",
+            query_string={"next": next_path},
+            data={"email": "redirect@example.com", "password": PASSWORD},
+            headers=BROWSER,
+        )
+
+    assert response.status_code == 302
+    # The header as Werkzeug sent it, not the value the view chose.
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("next_path", ON_SITE_NEXT)
+def test_sign_in_returns_to_the_page_asked_for_on_this_site(redirect_app, next_path):
+    response = redirect_app.test_client().post(
         "/login",
         query_string={"next": next_path},
-        data={"email": user.email, "password": PASSWORD},
+        data={"email": "redirect@example.com", "password": PASSWORD},
         headers=BROWSER,
     )
 
-    assert response.headers["Location"] == expected
+    location = response.headers["Location"]
+    assert location == iri_to_uri(next_path)
+    host, path = resolved_by_a_browser(location)
+    assert host == "diary.example"
+    assert path == urlsplit(iri_to_uri(next_path)).path
+
+
+def test_the_browser_model_of_the_tests_sees_the_attacks():
+    """The oracle above is not blind: the raw attack strings do leave the site."""
+    for raw in ("////evil.example/", "/\\evil.example", "/\t/evil.example", " //evil.example"):
+        assert resolved_by_a_browser(raw)[0] == "evil.example", raw
+
+
+@pytest.mark.parametrize(
+    "next_path", ["/\x00/evil.example", "\x00//evil.example", "/%00/evil.example", None, ""]
+)
+def test_safe_next_refuses_nul_and_nothing(redirect_app, next_path):
+    with redirect_app.test_request_context("/login"):
+        assert safe_next(next_path) == "/"
 
 
 def test_signing_out_ends_the_session_even_for_a_copied_cookie(client, user):
