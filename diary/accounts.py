@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from functools import cache
 from zoneinfo import available_timezones
 
 import sqlalchemy as sa
@@ -39,7 +40,7 @@ def create_user(email: str, password: str, display_name: str = "") -> User:
         raise InvalidInput("email", "An account with this email already exists.")
     user = User(
         email=email,
-        password_hash=generate_password_hash(password),
+        password_hash=hash_password(password),
         display_name=display_name.strip()[:100],
     )
     db.session.add(user)
@@ -51,11 +52,23 @@ def find_user(email: str) -> User | None:
     return db.session.scalar(sa.select(User).where(User.email == normalise_email(email)))
 
 
+def hash_password(password: str) -> str:
+    """The stored form of a password: Werkzeug's default, a memory-hard scrypt."""
+    return generate_password_hash(password)
+
+
+@cache
+def _unknown_account_hash() -> str:
+    # Made once per process, by the same function and parameters as every real
+    # hash, so refusing an unknown email costs exactly what a wrong password does.
+    return hash_password(secrets.token_urlsafe(16))
+
+
 def authenticate(email: str, password: str) -> User | None:
     user = find_user(email)
     if user is None:
-        # Spend the same time as a real check so timing does not reveal accounts.
-        check_password_hash(generate_password_hash("x"), password)
+        # One hash check either way: timing does not tell which emails have accounts.
+        check_password_hash(_unknown_account_hash(), password)
         return None
     return user if check_password_hash(user.password_hash, password) else None
 
@@ -137,7 +150,7 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
         raise InvalidInput(
             "new_password", "The password needs at least %(n)s characters.", n=MIN_PASSWORD_LENGTH
         )
-    user.password_hash = generate_password_hash(new_password)
+    user.password_hash = hash_password(new_password)
     # A stolen session cookie must not outlive the password it was made with.
     user.session_epoch += 1
     db.session.commit()
