@@ -65,9 +65,14 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Shared by all instances in production (redis://...); per process by default.
         "RATELIMIT_STORAGE_URI": "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
-        # Failed sign-ins allowed per client address and per account.
+        # Failed sign-ins allowed per client address, per account from browsers
+        # without its device cookie, and per device cookie (docs/operations.md).
         "SIGNIN_LIMIT_PER_ADDRESS": "20 per 15 minutes",
         "SIGNIN_LIMIT_PER_ACCOUNT": "10 per 15 minutes",
+        "SIGNIN_LIMIT_PER_DEVICE": "10 per 15 minutes",
+        # Sign-up attempts (with ALLOW_SIGNUP) per client address, and by everyone together.
+        "SIGNUP_LIMIT_PER_ADDRESS": "10 per hour",
+        "SIGNUP_LIMIT_GLOBAL": "100 per hour",
     }
 
 

@@ -471,8 +471,13 @@ def test_the_session_cookie_is_httponly_lax_and_secure_outside_development(tmp_p
             data={"email": "prod@example.com", "password": PASSWORD},
             base_url="https://diary.example",
         )
-        cookie = response.headers["Set-Cookie"]
-        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+        cookies = {
+            value.split("=", 1)[0]: value for value in response.headers.getlist("Set-Cookie")
+        }
+        session = cookies["session"]
+        assert "HttpOnly" in session and "SameSite=Lax" in session and "Secure" in session
+        device = cookies["diary_device"]
+        assert "HttpOnly" in device and "SameSite=Strict" in device and "Secure" in device
     finally:
         with app.app_context():
             db.engine.dispose()
