@@ -142,8 +142,15 @@ SUPPORTED_LANGUAGES = ("ja", "en")
 MAX_DISPLAY_NAME = 100
 
 
-def change_password(user: User, current_password: str, new_password: str) -> None:
-    """Replace the password after checking the current one; other sessions end."""
+def change_password(
+    user: User, current_password: str, new_password: str, *, revoke_tokens: bool
+) -> int:
+    """Replace the password after checking the current one; other sessions end.
+
+    API tokens are separate credentials and survive unless `revoke_tokens` is
+    given (the page offers it, ticked): then every live token is revoked in the
+    same transaction. Returns how many were.
+    """
     if not check_password_hash(user.password_hash, current_password):
         raise InvalidInput("current_password", "The current password is not right.")
     if len(new_password) < MIN_PASSWORD_LENGTH:
@@ -153,7 +160,18 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     user.password_hash = hash_password(new_password)
     # A stolen session cookie must not outlive the password it was made with.
     user.session_epoch += 1
+    revoked = _revoke_live_tokens(user) if revoke_tokens else 0
     db.session.commit()
+    return revoked
+
+
+def _revoke_live_tokens(user: User) -> int:
+    result = db.session.execute(
+        sa.update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return result.rowcount
 
 
 def update_profile(user: User, *, display_name: str, time_zone: str, language: str) -> None:

@@ -11,7 +11,7 @@ from flask_migrate import upgrade
 from werkzeug.urls import iri_to_uri
 
 from diary import create_app
-from diary.accounts import create_user
+from diary.accounts import create_user, issue_token, revoke_token
 from diary.extensions import db
 from diary.models import ApiToken, User
 from diary.web.pages.common import safe_next
@@ -388,6 +388,81 @@ def test_changing_the_password_signs_out_other_browsers(app, client, user):
     fresh = app.test_client()
     assert fresh.post("/login", data={"email": user.email, "password": PASSWORD}).status_code == 401
     sign_in(fresh, user.email, "brand new pass")
+
+
+def change_password(client, **extra):
+    return client.post(
+        "/settings/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "brand new pass",
+            "confirm": "brand new pass",
+            **extra,
+        },
+        headers=BROWSER,
+    )
+
+
+def test_the_password_page_offers_to_revoke_the_live_tokens_ticked(app, client, user):
+    with app.app_context():
+        owner = db.session.get(User, user.id)
+        issue_token(owner, "<b>phone</b>")
+        old, _ = issue_token(owner, "old laptop")
+        revoke_token(owner, old.id)
+    sign_in(client, user.email)
+
+    html = page(client, "/settings/password", JAPANESE)
+
+    checkbox = re.search(r'<input[^>]*name="revoke_tokens"[^>]*>', html).group(0)
+    assert "checked" in checkbox and 'type="checkbox"' in checkbox
+    assert "すべての API トークンも無効にする" in html
+    # Live tokens are named (escaped); revoked ones are not.
+    assert "&lt;b&gt;phone&lt;/b&gt;" in html and "<b>phone" not in html
+    assert "old laptop" not in html
+
+
+def test_without_tokens_the_password_page_does_not_offer_to_revoke_them(client, user):
+    sign_in(client, user.email)
+
+    assert 'name="revoke_tokens"' not in page(client, "/settings/password")
+
+
+def test_changing_the_password_revokes_the_api_tokens_when_ticked(app, client, user, make_token):
+    token = make_token(user)
+    api = app.test_client()
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert api.get("/api/v1/entries", headers=bearer).status_code == 200
+    sign_in(client, user.email)
+
+    response = change_password(client, revoke_tokens="y")
+
+    assert response.headers["Location"] == "/settings"
+    assert "API tokens revoked: 1." in main_text(page(client, "/settings"))
+    assert api.get("/api/v1/entries", headers=bearer).status_code == 401
+    assert "Revoked" in main_text(page(client, "/settings/tokens"))
+
+
+def test_changing_the_password_keeps_the_api_tokens_when_unticked(app, client, user, make_token):
+    token = make_token(user)
+    sign_in(client, user.email)
+
+    response = change_password(client)
+
+    assert response.headers["Location"] == "/settings"
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert app.test_client().get("/api/v1/entries", headers=bearer).status_code == 200
+    assert "revoked" not in main_text(page(client, "/settings")).lower()
+
+
+def test_a_refused_password_change_revokes_nothing(app, client, user, make_token):
+    token = make_token(user)
+    sign_in(client, user.email)
+
+    response = change_password(client, current_password="guess", revoke_tokens="y")
+
+    assert response.status_code == 400
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert app.test_client().get("/api/v1/entries", headers=bearer).status_code == 200
 
 
 def test_a_new_token_is_shown_once_and_works_for_the_api(app, client, user):

@@ -163,20 +163,28 @@ def settings() -> str | Response | tuple[str, int]:
 @login_required
 def password() -> str | Response | tuple[str, int]:
     form = PasswordForm()
+    live_tokens = [token for token in accounts.list_tokens(current_user) if not token.revoked_at]
     if form.validate_on_submit():
         try:
-            accounts.change_password(
-                current_user, form.current_password.data or "", form.new_password.data or ""
+            revoked = accounts.change_password(
+                current_user,
+                form.current_password.data or "",
+                form.new_password.data or "",
+                revoke_tokens=bool(form.revoke_tokens.data),
             )
         except InvalidInput as error:
             show_error(form, error, "new_password")
-            return render_template("pages/password.html", form=form), error.status
+            return render_template(
+                "pages/password.html", form=form, live_tokens=live_tokens
+            ), error.status
         # Other browsers are signed out; this one continues with the new epoch.
         session[SESSION_EPOCH] = current_user.session_epoch
         flash(gettext("Password changed. Other browsers have been signed out."))
+        if revoked:
+            flash(gettext("API tokens revoked: %(count)s.", count=revoked))
         return redirect(url_for("pages.settings"))
     status = 400 if form.errors else 200
-    return render_template("pages/password.html", form=form), status
+    return render_template("pages/password.html", form=form, live_tokens=live_tokens), status
 
 
 @bp.get("/settings/export")
