@@ -135,10 +135,10 @@ def fresh_email(name: str) -> str:
     return f"{name}-{os.urandom(4).hex()}@example.com"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "database"])
 def throttled_app(request, app_with):
-    """Small limits, on in-process memory and on the shared Redis storage."""
-    storage = "memory://" if request.param == "memory" else redis_url()
+    """Small limits, on in-process memory, the shared Redis and the app's own database."""
+    storage = {"memory": "memory://", "database": "database://"}.get(request.param) or redis_url()
     return app_with(
         RATELIMIT_STORAGE_URI=storage,
         SIGNIN_LIMIT_PER_ADDRESS="5 per 15 minutes",
