@@ -70,15 +70,21 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "DEFAULT_TIMEZONE": "Asia/Tokyo",
         # `flask --app diary purge` removes entries trashed longer ago.
         "TRASH_DAYS": 30,
-        # Shared by all instances in production (redis://...); per process by default.
-        "RATELIMIT_STORAGE_URI": "memory://",
+        # Where throttling counts. Unset: database:// (the app's own database,
+        # shared by every instance) on PostgreSQL, memory:// (per process) on SQLite.
+        "RATELIMIT_STORAGE_URI": None,
         "RATELIMIT_HEADERS_ENABLED": True,
-        # Failed sign-ins allowed per client address and per account.
+        # Failed sign-ins allowed per client address, per account from browsers
+        # without its device cookie, and per device cookie (docs/operations.md).
         "SIGNIN_LIMIT_PER_ADDRESS": "20 per 15 minutes",
         "SIGNIN_LIMIT_PER_ACCOUNT": "10 per 15 minutes",
         # Peers whose X-Forwarded-For/-Proto are believed (diary/web/proxies.py): nobody
         # by default, so a client cannot choose the address it is throttled by.
         "TRUSTED_PROXY_CIDRS": (),
+        "SIGNIN_LIMIT_PER_DEVICE": "10 per 15 minutes",
+        # Sign-up attempts (with ALLOW_SIGNUP) per client address, and by everyone together.
+        "SIGNUP_LIMIT_PER_ADDRESS": "10 per hour",
+        "SIGNUP_LIMIT_GLOBAL": "100 per hour",
     }
 
 
@@ -129,14 +135,21 @@ def _timezone(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster", "valkey")
+
+
 def _storage_uri(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     if raw is None or raw == "":
         return None
+    if raw == "database://":
+        return raw
     scheme = raw.partition("://")[0]
-    if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster", "valkey"):
+    if scheme not in RATELIMIT_SCHEMES or "://" not in raw:
         # Never echo the value: a Redis URL may carry a password.
-        raise ConfigError(f"{name} must be memory:// or a redis:// URL")
+        raise ConfigError(
+            f"{name} must be database:// (the app's own database), memory:// or a redis:// URL"
+        )
     return raw
 
 
@@ -298,6 +311,12 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
         options.setdefault("pool_size", config["DB_POOL_SIZE"])
         options.setdefault("max_overflow", 0)
         options.setdefault("pool_timeout", 10)
+    if config.get("RATELIMIT_STORAGE_URI"):
+        _storage_uri(config, "RATELIMIT_STORAGE_URI")
+    else:
+        # Every instance must see the same counts; on PostgreSQL the database is shared.
+        postgres = url.get_backend_name() == "postgresql"
+        config["RATELIMIT_STORAGE_URI"] = "database://" if postgres else "memory://"
     # Flask's own defaults already hold SESSION_COOKIE_SECURE=False, so setdefault
     # would never apply: decide here unless the environment chose explicitly.
     if config.get("SESSION_COOKIE_SECURE_FROM_ENV") is None:
