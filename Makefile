@@ -10,7 +10,7 @@ export FLASK_APP := diary
 CFN_TEMPLATES = $(wildcard deploy/*.yaml deploy/*.yml)
 
 .PHONY: run test lint format check-migrations install clean translations
-.PHONY: bench resilience
+.PHONY: bench resilience image
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,11 +35,25 @@ run: $(STAMP)
 test: $(STAMP) lint check-migrations
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## bench: real gunicorn + PostgreSQL + S3 under wrk; prints figures and targets (not in `make test`)
+# Debian's Go toolchain and the sources bench/original builds against (GOPATH mode, no downloads).
+BENCH_GO_PACKAGES = golang-go golang-github-lib-pq-dev golang-github-jinzhu-gorm-dev \
+	golang-github-aws-aws-sdk-go-dev
+
+## bench: diary and the original Go service side by side under wrk, with targets (not in `make test`)
 bench: $(STAMP)
 	@command -v $${WRK:-wrk} >/dev/null || { echo "installing wrk (Debian package)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-	$(BIN)/python -m bench
+	@missing=$$(for package in $(BENCH_GO_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'ok installed' || echo $$package; \
+	done); \
+	[ -z "$$missing" ] || { echo "installing" $$missing "(Debian packages)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "could not install Go: the bench shows the Go service's recorded figures"; }
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## image: only the test that builds the image with buildah and boots it (`make test` runs it too; root)
+image: $(STAMP)
+	$(BIN)/python -m pytest -m image tests/test_image_build.py $(PYTEST_ARGS)
 
 ## resilience: the resilience suite with the full 60 s load phases (`make test` runs it for 10 s)
 resilience: $(STAMP)

@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
 from .config import ConfigError
@@ -35,9 +34,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     os.makedirs(app.instance_path, exist_ok=True)
-
-    # App Runner and the ECS load balancer terminate TLS one hop in front of us.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
 
     # First, so the request id and timer are set before any other hook runs.
     from . import commands, web

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from functools import cache
 from zoneinfo import available_timezones
 
 import sqlalchemy as sa
@@ -54,7 +55,7 @@ def create_user(email: str, password: str, display_name: str = "") -> User:
         raise InvalidInput("email", "An account with this email already exists.")
     user = User(
         email=email,
-        password_hash=generate_password_hash(password),
+        password_hash=hash_password(password),
         display_name=display_name.strip()[:100],
     )
     db.session.add(user)
@@ -67,11 +68,23 @@ def find_user(email: str) -> User | None:
     return db.session.scalar(sa.select(User).where(User.email == normalise_email(email)))
 
 
+def hash_password(password: str) -> str:
+    """The stored form of a password: Werkzeug's default, a memory-hard scrypt."""
+    return generate_password_hash(password)
+
+
+@cache
+def _unknown_account_hash() -> str:
+    # Made once per process, by the same function and parameters as every real
+    # hash, so refusing an unknown email costs exactly what a wrong password does.
+    return hash_password(secrets.token_urlsafe(16))
+
+
 def authenticate(email: str, password: str) -> User | None:
     user = find_user(email)
     if user is None:
-        # Spend the same time as a real check so timing does not reveal accounts.
-        check_password_hash(generate_password_hash("x"), password)
+        # One hash check either way: timing does not tell which emails have accounts.
+        check_password_hash(_unknown_account_hash(), password)
         return None
     return user if check_password_hash(user.password_hash, password) else None
 
@@ -140,24 +153,42 @@ def revoke_token(user: User, token_id: int) -> bool:
     return True
 
 
-# --- the account settings pages (issue 3) ----------------------------------
+# --- account settings -------------------------------------------------------
 
 SUPPORTED_LANGUAGES = ("ja", "en")
 MAX_DISPLAY_NAME = 100
 
 
-def change_password(user: User, current_password: str, new_password: str) -> None:
-    """Replace the password after checking the current one; other sessions end."""
+def change_password(
+    user: User, current_password: str, new_password: str, *, revoke_tokens: bool
+) -> int:
+    """Replace the password after checking the current one; other sessions end.
+
+    API tokens are separate credentials and survive unless `revoke_tokens` is
+    given (the page offers it, ticked): then every live token is revoked in the
+    same transaction. Returns how many were.
+    """
     if not check_password_hash(user.password_hash, current_password):
         raise InvalidInput("current_password", "The current password is not right.")
     if len(new_password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(
             "new_password", "The password needs at least %(n)s characters.", n=MIN_PASSWORD_LENGTH
         )
-    user.password_hash = generate_password_hash(new_password)
+    user.password_hash = hash_password(new_password)
     # A stolen session cookie must not outlive the password it was made with.
     user.session_epoch += 1
+    revoked = _revoke_live_tokens(user) if revoke_tokens else 0
     db.session.commit()
+    return revoked
+
+
+def _revoke_live_tokens(user: User) -> int:
+    result = db.session.execute(
+        sa.update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return result.rowcount
 
 
 def update_profile(user: User, *, display_name: str, time_zone: str, language: str) -> None:

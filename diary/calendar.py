@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import selectinload
 
+from .entries import live_entries
 from .errors import InvalidInput
 from .extensions import db
-from .models import Entry, User
+from .models import Entry, User, is_live
 from .timestamps import FIRST_YEAR, LAST_YEAR
 
 MAX_YEARS_BACK = 100
@@ -76,13 +77,8 @@ def month_view(user: User, year: int, month: int) -> MonthView:
     after = first + timedelta(days=last_day)
     start, end = _local_range(first, after, zone)
     entries = db.session.scalars(
-        sa.select(Entry)
-        .where(
-            Entry.user_id == user.id,
-            Entry.deleted_at.is_(None),
-            Entry.created_at >= start,
-            Entry.created_at < end,
-        )
+        live_entries(user)
+        .where(Entry.created_at >= start, Entry.created_at < end)
         .options(selectinload(Entry.images))
         .order_by(Entry.created_at.desc(), Entry.id.desc())
     )
@@ -115,11 +111,7 @@ def on_this_day(user: User, today: date | None = None) -> list[tuple[int, list[E
         local = date(year, today.month, day)
         start, end = _local_range(local, local + timedelta(days=1), zone)
         ranges.append(sa.and_(Entry.created_at >= start, Entry.created_at < end))
-    first = db.session.scalar(
-        sa.select(sa.func.min(Entry.created_at)).where(
-            Entry.user_id == user.id, Entry.deleted_at.is_(None)
-        )
-    )
+    first = db.session.scalar(sa.select(sa.func.min(Entry.created_at)).where(is_live(user)))
     if first is None:
         return []
     # Only the years the diary covers: no hundred ranges for a new diary.
@@ -128,8 +120,8 @@ def on_this_day(user: User, today: date | None = None) -> list[tuple[int, list[E
     if not ranges:
         return []
     entries = db.session.scalars(
-        sa.select(Entry)
-        .where(Entry.user_id == user.id, Entry.deleted_at.is_(None), sa.or_(*ranges))
+        live_entries(user)
+        .where(sa.or_(*ranges))
         .options(selectinload(Entry.images))
         .order_by(Entry.created_at.desc(), Entry.id.desc())
     )

@@ -18,6 +18,8 @@ from zoneinfo import available_timezones
 
 from sqlalchemy.engine import URL, make_url
 
+from .web.proxies import parse_networks
+
 DEFAULT_REGION = "ap-northeast-1"
 # libpq's sslmode values, weakest first.
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -53,21 +55,36 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # GUNICORN_THREADS), so an instance holds WEB_CONCURRENCY x this at most.
         "DB_POOL_SIZE": 4,
         "MAX_UPLOAD_MB": 20,
+        # A request's headers, then its body, must arrive within these many seconds
+        # (diary/infra/gunicorn_worker.py, diary/web/request_deadline.py): a client that stalls
+        # mid-request must not hold a worker thread. The body's bound is under the
+        # 120 s App Runner allows a whole request; 20 MB in 60 s needs about 3 Mbit/s.
+        "REQUEST_HEADER_TIMEOUT": 10.0,
+        "REQUEST_BODY_TIMEOUT": 60.0,
         "MAX_ENTRY_CHARS": 20_000,
         "SECRET_KEY": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        # Pages (issue 3): accounts come from the CLI unless sign-up is allowed.
+        # Accounts come from the CLI unless sign-up is allowed.
         "ALLOW_SIGNUP": False,
         "DEFAULT_TIMEZONE": "Asia/Tokyo",
-        # Features (issue 6): `flask --app diary purge` removes entries trashed longer ago.
+        # `flask --app diary purge` removes entries trashed longer ago.
         "TRASH_DAYS": 30,
-        # Shared by all instances in production (redis://...); per process by default.
-        "RATELIMIT_STORAGE_URI": "memory://",
+        # Where throttling counts. Unset: database:// (the app's own database,
+        # shared by every instance) on PostgreSQL, memory:// (per process) on SQLite.
+        "RATELIMIT_STORAGE_URI": None,
         "RATELIMIT_HEADERS_ENABLED": True,
-        # Failed sign-ins allowed per client address and per account.
+        # Failed sign-ins allowed per client address, per account from browsers
+        # without its device cookie, and per device cookie (docs/operations.md).
         "SIGNIN_LIMIT_PER_ADDRESS": "20 per 15 minutes",
         "SIGNIN_LIMIT_PER_ACCOUNT": "10 per 15 minutes",
+        # Peers whose X-Forwarded-For/-Proto are believed (diary/web/proxies.py): nobody
+        # by default, so a client cannot choose the address it is throttled by.
+        "TRUSTED_PROXY_CIDRS": (),
+        "SIGNIN_LIMIT_PER_DEVICE": "10 per 15 minutes",
+        # Sign-up attempts (with ALLOW_SIGNUP) per client address, and by everyone together.
+        "SIGNUP_LIMIT_PER_ADDRESS": "10 per hour",
+        "SIGNUP_LIMIT_GLOBAL": "100 per hour",
     }
 
 
@@ -118,14 +135,21 @@ def _timezone(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster", "valkey")
+
+
 def _storage_uri(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
     if raw is None or raw == "":
         return None
+    if raw == "database://":
+        return raw
     scheme = raw.partition("://")[0]
-    if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster", "valkey"):
+    if scheme not in RATELIMIT_SCHEMES or "://" not in raw:
         # Never echo the value: a Redis URL may carry a password.
-        raise ConfigError(f"{name} must be memory:// or a redis:// URL")
+        raise ConfigError(
+            f"{name} must be database:// (the app's own database), memory:// or a redis:// URL"
+        )
     return raw
 
 
@@ -239,6 +263,8 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
         "S3_CONNECT_TIMEOUT",
         "S3_READ_TIMEOUT",
         "S3_FAILURE_COOLDOWN",
+        "REQUEST_HEADER_TIMEOUT",
+        "REQUEST_BODY_TIMEOUT",
     ):
         if (value := _number(env, name)) is not None:
             config[name] = value
@@ -251,6 +277,8 @@ def from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
         config["DEFAULT_TIMEZONE"] = default_timezone
     if storage_uri := _storage_uri(env, "RATELIMIT_STORAGE_URI"):
         config["RATELIMIT_STORAGE_URI"] = storage_uri
+    if (proxies := env.get("TRUSTED_PROXY_CIDRS")) is not None:
+        config["TRUSTED_PROXY_CIDRS"] = parse_networks(proxies, "TRUSTED_PROXY_CIDRS")
     return config
 
 
@@ -287,12 +315,20 @@ def finalise(config: dict[str, Any], *, debug: bool) -> None:
         options.setdefault("pool_size", config["DB_POOL_SIZE"])
         options.setdefault("max_overflow", 0)
         options.setdefault("pool_timeout", 10)
+    if config.get("RATELIMIT_STORAGE_URI"):
+        _storage_uri(config, "RATELIMIT_STORAGE_URI")
+    else:
+        # Every instance must see the same counts; on PostgreSQL the database is shared.
+        postgres = url.get_backend_name() == "postgresql"
+        config["RATELIMIT_STORAGE_URI"] = "database://" if postgres else "memory://"
     # Flask's own defaults already hold SESSION_COOKIE_SECURE=False, so setdefault
     # would never apply: decide here unless the environment chose explicitly.
     if config.get("SESSION_COOKIE_SECURE_FROM_ENV") is None:
         config["SESSION_COOKIE_SECURE"] = not (debug or config.get("TESTING"))
     else:
         config["SESSION_COOKIE_SECURE"] = config["SESSION_COOKIE_SECURE_FROM_ENV"]
+    # The test config may give the list as text or strings, like the environment does.
+    config["TRUSTED_PROXY_CIDRS"] = parse_networks(config["TRUSTED_PROXY_CIDRS"])
     if config["DEFAULT_TIMEZONE"] not in available_timezones():
         raise ConfigError(
             f"DEFAULT_TIMEZONE must be an IANA time zone such as Asia/Tokyo, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +26,7 @@ from .images import (
 )
 from .infra.storage import StorageUnavailable, current_storage
 from .inputs import possible_id, storable
-from .models import Entry, Image, User
+from .models import Entry, Image, User, is_live
 from .timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ def clean_text(text: str | None, *, has_images: bool) -> str:
 
 
 def live_entries(user: User) -> sa.Select[tuple[Entry]]:
-    """The user's entries on the timeline; the one definition of "live" (diary.timeline too)."""
-    return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+    """The user's live entries, to narrow further."""
+    return sa.select(Entry).where(is_live(user))
 
 
 def get_entry(user: User, entry_id: int) -> Entry:
@@ -105,20 +106,36 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
     text = clean_text(text, has_images=bool(uploads))
     incoming = inspect_uploads(uploads)
 
-    entry = Entry(user_id=user.id, text=text)
+    # images=[]: the collection is known to be complete, so the entry can be
+    # answered with as it is, without reading it back.
+    entry = Entry(user_id=user.id, text=text, images=[])
+    try:
+        with photos_then_rows() as stored:
+            attach_photos(entry, user.id, incoming, stored, start=0)
+            db.session.add(entry)
+            search.index_entry(entry)
+    finally:
+        close_all(incoming)
+    return entry
+
+
+@contextmanager
+def photos_then_rows() -> Iterator[list[str]]:
+    """Photos are stored first, then the rows that refer to them are committed.
+
+    Yields the list the block appends each stored key to. If anything in the
+    block or the commit fails, the transaction is rolled back and exactly
+    those objects are removed: a failed request leaves neither rows nor
+    objects behind (an object whose removal fails is left to `storage gc`).
+    """
     stored: list[str] = []
     try:
-        attach_photos(entry, user.id, incoming, stored, start=0)
-        db.session.add(entry)
-        search.index_entry(entry)
+        yield stored
         db.session.commit()
     except BaseException:
         db.session.rollback()
         discard_objects(stored)
         raise
-    finally:
-        close_all(incoming)
-    return get_entry(user, entry.id)
 
 
 def attach_photos(
@@ -215,11 +232,14 @@ class LegacyRow:
 
 
 def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
-    """All live entries oldest first, as plain rows fetched in batches.
+    """All live entries oldest first, as plain rows read a batch at a time.
 
     Used to stream the original `GET /`: memory stays flat however long the
-    diary is, because neither the rows nor ORM objects are held. The query is
-    built now and run when iterated, inside the streamed response.
+    diary is, because neither the rows nor ORM objects are held. Batches are
+    keyset pages of the timeline index, each an ordinary query: a diary of a
+    few dozen entries is one statement, with no server-side cursor to open,
+    fetch from and close. The first query is built now and run when iterated,
+    inside the streamed response.
     """
     first_image = (
         sa.select(Image.storage_key)
@@ -232,17 +252,23 @@ def iter_legacy_rows(user: User, batch_size: int = 500) -> Iterator[LegacyRow]:
         live_entries(user)
         .with_only_columns(Entry.id, Entry.created_at, Entry.updated_at, Entry.text, first_image)
         .order_by(Entry.created_at, Entry.id)
-        .execution_options(yield_per=batch_size)
+        .limit(batch_size)
     )
 
     def rows() -> Iterator[LegacyRow]:
-        for row in db.session.execute(query):
-            yield LegacyRow(*row)
+        batch = db.session.execute(query).all()
+        while batch:
+            yield from (LegacyRow(*row) for row in batch)
+            if len(batch) < batch_size:
+                return
+            last = batch[-1]
+            after = sa.tuple_(Entry.created_at, Entry.id) > sa.tuple_(last.created_at, last.id)
+            batch = db.session.execute(query.where(after)).all()
 
     return rows()
 
 
-# --- editing, Trash and permanent deletion (issue 3: the pages) -------------
+# --- editing, Trash and permanent deletion -----------------------------------
 
 
 def update_entry(
@@ -280,20 +306,15 @@ def update_entry(
     removed_keys = [
         key for image in entry.images if image.id in removing for key in object_keys(image)
     ]
-    stored: list[str] = []
     try:
-        for image in [image for image in entry.images if image.id in removing]:
-            entry.images.remove(image)
-        for position, image in enumerate(keeping):
-            image.position = position
-        attach_photos(entry, user.id, incoming, stored, start=len(keeping))
-        entry.updated_at = utcnow()
-        search.index_entry(entry)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        discard_objects(stored)
-        raise
+        with photos_then_rows() as stored:
+            for image in [image for image in entry.images if image.id in removing]:
+                entry.images.remove(image)
+            for position, image in enumerate(keeping):
+                image.position = position
+            attach_photos(entry, user.id, incoming, stored, start=len(keeping))
+            entry.updated_at = utcnow()
+            search.index_entry(entry)
     finally:
         close_all(incoming)
     discard_objects(removed_keys)
@@ -301,7 +322,7 @@ def update_entry(
 
 
 def trashed_entries(user: User) -> sa.Select[tuple[Entry]]:
-    """The user's entries in Trash."""
+    """The user's entries in Trash: the complement of is_live."""
     return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_not(None))
 
 

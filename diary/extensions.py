@@ -2,6 +2,7 @@
 
 import sqlite3
 
+from flask import Flask, current_app, has_app_context
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -9,6 +10,8 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from limits.storage import Storage
+from limits.strategies import RateLimiter
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
@@ -27,14 +30,48 @@ class Base(DeclarativeBase):
     )
 
 
-db = SQLAlchemy(model_class=Base)
+# A session lives for one request (or one command). Objects stay as they were
+# after a commit instead of being reloaded: a request that writes an entry and
+# then answers with it would otherwise read back the entry, its photos and the
+# user it just had in hand (three statements of ten for a text POST).
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
-# No default limits: only sign-in is throttled. Behind ProxyFix the remote
-# address is the client's, not the load balancer's.
-limiter = Limiter(get_remote_address)
+
+
+class AppLimiter(Limiter):
+    """Flask-Limiter's Limiter, with each app's own storage.
+
+    The Limiter keeps one storage per Limiter object and replaces it on every
+    init_app, so two apps in one process (tests, tools) would count in the
+    last one's storage. Each app keeps its own here: two apps count together
+    only through a storage they really share (the database, Redis).
+    """
+
+    def init_app(self, app: Flask) -> None:
+        from .infra import rate_limits  # noqa: F401 (registers database:// with limits)
+
+        super().init_app(app)
+        app.extensions["diary.rate_limits"] = (self._storage, self._limiter)
+
+    @property
+    def storage(self) -> Storage:
+        if has_app_context() and "diary.rate_limits" in current_app.extensions:
+            return current_app.extensions["diary.rate_limits"][0]
+        return super().storage
+
+    @property
+    def limiter(self) -> RateLimiter:
+        if has_app_context() and "diary.rate_limits" in current_app.extensions:
+            return current_app.extensions["diary.rate_limits"][1]
+        return super().limiter
+
+
+# No default limits: only sign-in and sign-up are throttled. From a trusted proxy
+# the remote address is the client's, not the load balancer's (diary/web/proxies.py).
+limiter = AppLimiter(get_remote_address)
 
 
 @event.listens_for(Engine, "connect")

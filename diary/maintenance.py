@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import selectinload
 
-from .entries import record_size
+from .entries import photos_then_rows, record_size
 from .extensions import db
 from .images import make_sizes, object_keys, variant_key
 from .infra.storage import StoredObject, current_storage
@@ -110,18 +110,15 @@ def backfill_image(image: Image) -> None:
     prefix = image.storage_key.rsplit("/", 1)[0] + "/"
     original = io.BytesIO(storage.get(image.storage_key))
     sizes = make_sizes(original, "file")
-    stored: list[str] = []
     try:
-        for variant in sizes:
-            key = variant_key(prefix, variant)
-            storage.put(key, variant.stream, content_type=variant.content_type)
-            stored.append(key)
-            record_size(image, variant.name, key, variant.width, variant.height, variant.byte_size)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        storage.delete(stored)
-        raise
+        with photos_then_rows() as stored:
+            for variant in sizes:
+                key = variant_key(prefix, variant)
+                storage.put(key, variant.stream, content_type=variant.content_type)
+                stored.append(key)
+                record_size(
+                    image, variant.name, key, variant.width, variant.height, variant.byte_size
+                )
     finally:
         for variant in sizes:
             variant.stream.close()

@@ -90,6 +90,15 @@ class Entry(db.Model):
     )
 
 
+def is_live(user: User) -> sa.ColumnElement[bool]:
+    """The one definition of a live entry: the user's, on the timeline, not in Trash.
+
+    Every list, count, search, tag, calendar and export reads entries through
+    it; ix_entries_user_timeline above is the index it is served by.
+    """
+    return sa.and_(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+
+
 class Image(db.Model):
     __tablename__ = "images"
 
@@ -134,7 +143,7 @@ class ApiToken(db.Model):
     owner: Mapped[User] = relationship(back_populates="tokens", lazy="raise")
 
 
-# --- search, tags and imports (issue 6: diary features) ---------------------
+# --- search, tags and imports -------------------------------------------------
 
 
 class EntryTerm(db.Model):
@@ -186,3 +195,22 @@ class EntryImport(db.Model):
     entry_id: Mapped[int] = mapped_column(
         sa.ForeignKey("entries.id", ondelete="CASCADE"), index=True
     )
+
+
+# --- sign-in throttling (issue 12) -------------------------------------------
+
+
+class RateLimitCounter(db.Model):
+    """One fixed-window count of a throttle, when RATELIMIT_STORAGE_URI is database://.
+
+    diary/infra/rate_limits.py keeps these: the key is the limit's (e.g. failed
+    sign-ins of one account in the current 15 minutes), `hits` the count so far,
+    and the window ends at `expires_at`, when the next hit starts a new one.
+    """
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(sa.String(512), primary_key=True)
+    hits: Mapped[int]
+    # Serves the periodic delete of windows that have ended.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

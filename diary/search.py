@@ -77,17 +77,20 @@ def index_entry(entry: Entry) -> None:
     same transaction, so the index is never out of step with a committed text.
     """
     if entry.id is None:
-        db.session.flush()
-    db.session.execute(sa.delete(EntryTerm).where(EntryTerm.entry_id == entry.id))
-    db.session.execute(sa.delete(EntryTag).where(EntryTag.entry_id == entry.id))
+        db.session.flush()  # a new entry: it has an id now, and no rows to replace yet
+    else:
+        db.session.execute(sa.delete(EntryTerm).where(EntryTerm.entry_id == entry.id))
+        db.session.execute(sa.delete(EntryTag).where(EntryTag.entry_id == entry.id))
     terms = [
         {"user_id": entry.user_id, "term": term, "entry_id": entry.id}
         for term in sorted(text_terms(entry.text))
     ]
+    # Core inserts on the session's connection: plain rows, no ORM bookkeeping.
+    connection = db.session.connection()
     if terms:
-        db.session.execute(sa.insert(EntryTerm), terms)
+        connection.execute(sa.insert(EntryTerm.__table__), terms)
     if tag_rows := tags.tag_rows(entry):
-        db.session.execute(sa.insert(EntryTag), tag_rows)
+        connection.execute(sa.insert(EntryTag.__table__), tag_rows)
 
 
 def matching(user: User, query: str) -> sa.ColumnElement[bool]:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from .errors import InvalidInput
 from .extensions import db
-from .models import Entry, EntryTag, User
+from .models import Entry, EntryTag, User, is_live
 
 MAX_TAG_CHARS = 100
 
@@ -72,7 +72,7 @@ def list_tags(user: User) -> list[TagCount]:
     rows = db.session.execute(
         sa.select(EntryTag.tag, count)
         .join(Entry, Entry.id == EntryTag.entry_id)
-        .where(EntryTag.user_id == user.id, Entry.deleted_at.is_(None))
+        .where(EntryTag.user_id == user.id, is_live(user))
         .group_by(EntryTag.tag)
         .order_by(count.desc(), EntryTag.tag)
     )

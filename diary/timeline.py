@@ -115,7 +115,6 @@ class EntryPage:
 
 _ENTRY_COLUMNS = (Entry.id, Entry.text, Entry.created_at, Entry.updated_at)
 _PHOTO_COLUMNS = (
-    Image.entry_id,
     Image.id,
     Image.storage_key,
     Image.content_type,
@@ -160,36 +159,35 @@ def list_trash(user: User, *, limit: int, cursor: Cursor | None = None) -> Entry
 
 
 def _page(query: sa.Select[tuple], limit: int, cursor: Cursor | None) -> EntryPage:
-    """Newest first from `cursor`, one row more than asked to know if there is a next page.
+    """Newest first from `cursor`, in one statement: the page's entries joined with their photos.
 
-    Two statements whatever the page size or photo count: the entries, then
-    all their photos.
+    One entry more than asked is read, to know whether there is a next page;
+    it and its photos are dropped. One statement whatever the page size or
+    photo count (an entry with photos comes back once per photo).
     """
     if cursor is not None:
         query = query.where(
             sa.tuple_(Entry.created_at, Entry.id) < sa.tuple_(cursor.created_at, cursor.id)
         )
-    rows = db.session.execute(
-        query.order_by(Entry.created_at.desc(), Entry.id.desc()).limit(limit + 1)
-    ).all()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = Cursor(rows[-1].created_at, rows[-1].id).encode()
-    photos = _photos_of([row.id for row in rows])
-    items = [EntryView(*row, images=tuple(photos.get(row.id, ()))) for row in rows]
-    return EntryPage(items, next_cursor)
-
-
-def _photos_of(entry_ids: list[int]) -> dict[int, list[PhotoView]]:
-    if not entry_ids:
-        return {}
-    photos: dict[int, list[PhotoView]] = {}
-    query = (
-        sa.select(*_PHOTO_COLUMNS)
-        .where(Image.entry_id.in_(entry_ids))
-        .order_by(Image.entry_id, Image.position, Image.id)
+    page = (
+        query.order_by(Entry.created_at.desc(), Entry.id.desc()).limit(limit + 1).subquery("page")
     )
-    for entry_id, *columns in db.session.execute(query):
-        photos.setdefault(entry_id, []).append(PhotoView(*columns))
-    return photos
+    rows = db.session.execute(
+        sa.select(page, *_PHOTO_COLUMNS)
+        .outerjoin(Image, Image.entry_id == page.c.id)
+        .order_by(page.c.created_at.desc(), page.c.id.desc(), Image.position, Image.id)
+    )
+    found: list[tuple[tuple, list[PhotoView]]] = []
+    for entry_id, text, created_at, updated_at, photo_id, *photo in rows:
+        if not found or found[-1][0][0] != entry_id:
+            found.append(((entry_id, text, created_at, updated_at), []))
+        if photo_id is not None:
+            found[-1][1].append(PhotoView(photo_id, *photo))
+    next_cursor = None
+    if len(found) > limit:
+        found = found[:limit]
+        last_id, _, last_created_at, _ = found[-1][0]
+        next_cursor = Cursor(last_created_at, last_id).encode()
+    return EntryPage(
+        [EntryView(*entry, images=tuple(photos)) for entry, photos in found], next_cursor
+    )

@@ -14,7 +14,7 @@ from diary import calendar
 from diary.extensions import db
 from diary.models import User
 
-from .features_support import add_entry
+from .entries_support import add_entry
 from .pages_support import page, sign_in
 
 

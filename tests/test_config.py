@@ -67,6 +67,10 @@ def test_db_secret_without_host_needs_db_endpoint():
         ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE"),
         ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS"),
         ({"S3_READ_TIMEOUT": "nan"}, "S3_READ_TIMEOUT"),
+        ({"REQUEST_BODY_TIMEOUT": "0"}, "REQUEST_BODY_TIMEOUT"),
+        ({"REQUEST_BODY_TIMEOUT": "a minute"}, "REQUEST_BODY_TIMEOUT"),
+        ({"REQUEST_HEADER_TIMEOUT": "-5"}, "REQUEST_HEADER_TIMEOUT"),
+        ({"REQUEST_HEADER_TIMEOUT": "inf"}, "REQUEST_HEADER_TIMEOUT"),
     ],
 )
 def test_malformed_settings_stop_the_app_naming_the_variable(env, named):

@@ -139,7 +139,10 @@ def build_stage() -> list[tuple[str, str]]:
 
 def test_the_image_ships_the_rds_ca_bundle_and_points_db_sslrootcert_at_it():
     [fetched] = [shlex.split(rest) for keyword, rest in build_stage() if keyword == "ADD"]
-    assert fetched[0] == RDS_BUNDLE_URL  # from AWS itself, never a copy in this repository
+    # The URL is an ARG's default (a build without the internet may name another).
+    arguments = dict(rest.split("=", 1) for keyword, rest in build_stage() if keyword == "ARG")
+    assert fetched[0] == "${RDS_CA_BUNDLE_URL}"
+    assert arguments["RDS_CA_BUNDLE_URL"] == RDS_BUNDLE_URL  # from AWS itself, never a copy here
     fetched_to = fetched[-1]
     [copied] = [
         shlex.split(rest)
@@ -391,3 +394,173 @@ def test_arguments_run_instead_of_the_server_for_one_off_commands(tmp_path: Path
     assert result.returncode == 1
     assert '"database schema"' in result.stdout
     assert "no migration applied" in result.stdout
+
+
+# --- migrating on start: signals and the owner's credentials ------------------------
+
+
+def stand_ins(tmp_path: Path, *, flask: str, gunicorn: str = "exit 0") -> Path:
+    """A `flask` and a `gunicorn` earlier on PATH than the real ones, each recording its
+    arguments and the database variables it was given in $STAND_IN_LOG."""
+    folder = tmp_path / "stand-ins"
+    folder.mkdir()
+    for name, body in (("flask", flask), ("gunicorn", gunicorn)):
+        script = folder / name
+        script.write_text(
+            "#!/bin/sh\n"
+            f'echo "{name} $* DB_SECRET=${{DB_SECRET:-}} DB_SECRET_ARN=${{DB_SECRET_ARN:-}}'
+            f' DB_PASSWORD=${{DB_PASSWORD:-}} MIGRATION_DB_SECRET=${{MIGRATION_DB_SECRET:-}}"'
+            ' >> "$STAND_IN_LOG"\n'
+            f"{body}\n"
+        )
+        script.chmod(0o755)
+    return folder
+
+
+def stand_in_env(folder: Path, log: Path, **extra: str) -> dict[str, str]:
+    env = entrypoint_env(STAND_IN_LOG=str(log), **extra)
+    env["PATH"] = f"{folder}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"{what} within {timeout} s")
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    )
+    return [int(each) for each in out.stdout.split()]
+
+
+def stop_during_migration(tmp_path: Path, signal_number: int) -> tuple[int, int, str]:
+    """Start the entrypoint with a migration that sleeps, signal it once the migration runs;
+    (exit status, the migration's pid, the container's output)."""
+    log = tmp_path / "calls.log"
+    folder = stand_ins(tmp_path, flask="exec sleep 600")
+    env = stand_in_env(folder, log, MIGRATE_ON_START="true")
+    migration = None
+    with open(tmp_path / "out.log", "wb") as out:
+        process = subprocess.Popen([str(ENTRYPOINT)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_until(
+                lambda: log.exists() and children(process.pid),
+                30,
+                "the migration started",
+            )
+            (migration,) = children(process.pid)
+            process.send_signal(signal_number)
+            # Generous: a forwarded signal ends `sleep` at once, a held one after 600 s.
+            returncode = process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            # A held signal leaves the stand-in behind: never let it outlive the test.
+            if migration is not None and Path(f"/proc/{migration}").exists():
+                os.kill(migration, signal.SIGKILL)
+    assert "gunicorn" not in log.read_text()
+    return returncode, migration, (tmp_path / "out.log").read_text()
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_during_the_migration_stops_it_and_the_container(
+    tmp_path: Path, signal_number: int
+):
+    """The platform's SIGTERM reaches the migration at once: no waiting for it to finish
+    (it would be SIGKILLed first), and no server started after it. Several times over: the
+    signal can interrupt the shell's wait after the migration has already ended, and the
+    exit status must still be the migration's."""
+    for attempt in range(8):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        returncode, migration, output = stop_during_migration(folder, signal_number)
+        assert returncode == 128 + signal.SIGTERM, (attempt, output)
+        assert not Path(f"/proc/{migration}").exists()
+        assert "not starting the server" in output
+
+
+def test_the_migration_logs_in_with_migration_db_secret_and_the_server_never_sees_it(
+    tmp_path: Path,
+):
+    log = tmp_path / "calls.log"
+    folder = stand_ins(tmp_path, flask="exit 0")
+    owner = '{"username": "diary", "password": "owner-secret"}'
+    app_role = '{"username": "diary_app", "password": "app-secret"}'
+    env = stand_in_env(
+        folder,
+        log,
+        MIGRATE_ON_START="true",
+        MIGRATION_DB_SECRET=owner,
+        DB_SECRET=app_role,
+        DB_SECRET_ARN="arn:aws:secretsmanager:ap-northeast-1:111122223333:secret:app",
+        DB_PASSWORD="app-secret",
+    )
+
+    result = subprocess.run(
+        [str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    migration, server = log.read_text().splitlines()
+    assert migration.startswith("flask --app diary db-upgrade-locked ")
+    # The owner's secret stands in for every app credential, the re-read ARN included.
+    assert f"DB_SECRET={owner} DB_SECRET_ARN= DB_PASSWORD= " in migration
+    assert server.startswith("gunicorn -c gunicorn.conf.py wsgi:app ")
+    assert f"DB_SECRET={app_role} " in server
+    assert "DB_PASSWORD=app-secret" in server
+    assert server.endswith("MIGRATION_DB_SECRET=")
+
+
+def test_without_migrating_the_owner_secret_is_still_kept_from_the_server(tmp_path: Path):
+    log = tmp_path / "calls.log"
+    folder = stand_ins(tmp_path, flask="exit 0")
+    env = stand_in_env(folder, log, MIGRATION_DB_SECRET='{"username": "diary"}')
+
+    result = subprocess.run(
+        [str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    (server,) = log.read_text().splitlines()
+    assert server.startswith("gunicorn ") and server.endswith("MIGRATION_DB_SECRET=")
+
+
+def test_migration_db_secret_with_database_url_is_refused(tmp_path: Path):
+    """DATABASE_URL wins over DB_SECRET in the app: the owner's secret would be ignored."""
+    log = tmp_path / "calls.log"
+    folder = stand_ins(tmp_path, flask="exit 0")
+    env = stand_in_env(
+        folder,
+        log,
+        MIGRATE_ON_START="true",
+        MIGRATION_DB_SECRET='{"username": "diary"}',
+        DATABASE_URL="postgresql://diary_app@db/diary",
+    )
+
+    result = subprocess.run(
+        [str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+    assert result.returncode == 64
+    assert "MIGRATION_DB_SECRET cannot be combined with DATABASE_URL" in result.stderr
+    assert not log.exists()
+
+
+def test_a_failed_migration_stops_the_container_with_its_status(tmp_path: Path):
+    log = tmp_path / "calls.log"
+    folder = stand_ins(tmp_path, flask="exit 3")
+    env = stand_in_env(folder, log, MIGRATE_ON_START="true")
+
+    result = subprocess.run(
+        [str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+    assert result.returncode == 3
+    assert "gunicorn" not in log.read_text()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
 from psycopg import sql
@@ -173,6 +174,12 @@ def test_the_app_running_as_the_role_writes_lists_edits_and_trashes_entries(depl
         assert client.delete(f"/api/v1/entries/{entry_id}", headers=auth).status_code == 204
         assert client.get(f"/api/v1/entries/{entry_id}", headers=auth).status_code == 404
         assert app.test_client().get("/readyz").status_code == 200
+        # A refused sign-in is counted in rate_limit_counters (database://, PostgreSQL's default).
+        app.config["WTF_CSRF_ENABLED"] = False
+        refused = client.post("/login", data={"email": "role@example.com", "password": "wrong"})
+        assert refused.status_code == 401
+        with app.app_context():
+            assert db.session.scalar(sa.text("SELECT sum(hits) FROM rate_limit_counters")) == 2
     finally:
         with app.app_context():
             db.engine.dispose()

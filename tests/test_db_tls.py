@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
+
+from diary import create_app
 from diary.commands.doctor import (
     HINT_DB_LOGIN,
     HINT_DB_TLS_CA,
     HINT_DB_TLS_HOSTNAME,
     HINT_DB_TLS_REQUIRED,
 )
-from flask import Flask
-
-from diary import create_app
 from diary.extensions import db
 
 from .servers import PrivatePostgres, private_postgres

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from click.testing import Result as CliResult
 from flask import Flask
 from flask_migrate import upgrade
@@ -48,6 +49,14 @@ def doctor(app: Flask, *args: str) -> CliResult:
 def checks(result: CliResult) -> dict[str, dict[str, Any]]:
     """The doctor's --json output by check name."""
     return {check["name"]: check for check in json.loads(result.stdout)}  # logs go to stderr
+
+
+def failure(result: CliResult, name: str) -> dict[str, Any]:
+    """The check `name` from --json output, which failed and made the doctor exit 1."""
+    assert result.exit_code == 1, result.output
+    check = checks(result)[name]
+    assert check["status"] == "fail", check
+    return check
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +131,21 @@ def test_all_checks_pass_on_the_embedded_sqlite_and_local_folder(tmp_path):
     assert found["database login"]["status"] == "ok"
     assert found["database schema"]["status"] == "ok"
     assert found["storage folder writable"]["status"] == "ok"
+    assert list((tmp_path / "photos").iterdir()) == []  # the probe file is gone again
+    # A file has no host or port to trace, and a folder no endpoint: no such steps.
+    assert not [name for name in found if "resolves" in name or "answers" in name]
+
+
+def test_a_storage_folder_that_cannot_be_written_fails_with_a_hint(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    app = build(tmp_path, LOCAL_STORAGE_DIR=str(tmp_path / "a-file" / "photos"))
+    with app.app_context():
+        upgrade()
+
+    folder = failure(doctor(app, "--json"), "storage folder writable")
+
+    assert "Not a directory" in folder["detail"]
+    assert "LOCAL_STORAGE_DIR must be a writable folder" in folder["hint"]
 
 
 def test_a_closed_database_port_fails_and_skips_what_depends_on_it(tmp_path):
@@ -137,7 +161,8 @@ def test_a_closed_database_port_fails_and_skips_what_depends_on_it(tmp_path):
     assert "connection refused" in port["detail"]
     assert "DB_ENDPOINT and DB_PORT" in port["hint"]
     assert found["database login"]["status"] == "skip"
-    assert found["database schema"]["status"] == "skip"
+    # What depends on a failed step is skipped, naming the step that failed first.
+    assert found["database schema"]["detail"] == "skipped: database port answers failed"
 
 
 def test_a_database_that_never_answers_points_at_the_security_group(tmp_path):
@@ -210,6 +235,39 @@ def test_a_schema_behind_says_to_run_flask_db_upgrade(tmp_path, applied):
     assert (applied or "no migration applied") in schema["detail"]
 
 
+def test_a_schema_newer_than_the_code_says_to_deploy_the_newer_release(tmp_path):
+    with postgres_database() as url:
+        app = build(tmp_path, SQLALCHEMY_DATABASE_URI=url)
+        with app.app_context():
+            upgrade()
+            with db.engine.begin() as connection:
+                connection.execute(sa.text("UPDATE alembic_version SET version_num = 'f00d'"))
+            db.engine.dispose()
+
+        schema = failure(doctor(app, "--json"), "database schema")
+
+    assert "f00d, unknown to this release" in schema["detail"]
+    assert "migrated by a newer release" in schema["hint"]
+
+
+def test_a_user_that_cannot_read_the_schema_is_told_to_connect_as_its_owner(tmp_path, postgres_url):
+    role = f"doctor_bare_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")  # no grants on the diary's tables
+    try:
+        url = f"postgresql://{role}@{postgres_url.split('@', 1)[1]}"
+        result = doctor(build(tmp_path, SQLALCHEMY_DATABASE_URI=url), "--json")
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+    assert result.exit_code == 1
+    found = checks(result)
+    assert found["database login"]["status"] == "ok"
+    assert "permission denied" in found["database schema"]["detail"]
+    assert "connect as the owner of the diary's tables" in found["database schema"]["hint"]
+
+
 def test_an_s3_that_never_answers_points_at_the_vpc_endpoint(tmp_path):
     with silent_server() as endpoint:
         app = build(tmp_path, BUCKET="photos", S3_ENDPOINT_URL=endpoint)
@@ -222,6 +280,7 @@ def test_an_s3_that_never_answers_points_at_the_vpc_endpoint(tmp_path):
     found = checks(result)
     answers = found["s3 endpoint answers"]
     assert answers["status"] == "fail"
+    assert "no answer within 1 s" in answers["detail"]  # --timeout 1
     assert "S3 gateway VPC endpoint" in answers["hint"]
     assert "route table" in answers["hint"]
     assert "NAT gateway" in answers["hint"]

@@ -24,7 +24,7 @@ from diary.infra.storage import current_storage
 from diary.models import Image, User
 
 from .conftest import image_bytes, new_bucket, row_counts, stored_keys
-from .features_support import add_entry
+from .entries_support import add_entry
 from .pages_support import sign_in
 
 START = datetime(2016, 4, 1, 7, 30, 15, 123456, tzinfo=UTC)

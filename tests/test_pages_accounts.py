@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import sqlalchemy as sa
 from flask_migrate import upgrade
+from werkzeug.urls import iri_to_uri
 
 from diary import create_app
-from diary.accounts import create_user
+from diary.accounts import create_user, issue_token, revoke_token
 from diary.extensions import db
 from diary.models import ApiToken, User
+from diary.web.pages.common import safe_next
 
+from .conftest import app_builder
 from .pages_support import (
     BROWSER,
     ENGLISH,
@@ -64,24 +68,148 @@ def test_a_wrong_password_is_refused_next_to_the_field_keeping_the_email(
     assert 'value="wrong"' not in response.text
 
 
-@pytest.mark.parametrize(
-    ("next_path", "expected"),
-    [
-        ("/trash", "/trash"),
-        ("https://evil.example/", "/"),
-        ("//evil.example/", "/"),
-        ("/\\evil.example", "/"),
-    ],
-)
-def test_sign_in_returns_only_to_pages_of_this_site(client, user, next_path, expected):
-    response = client.post(
+# What a phishing link could put after ?next=, each read back by a browser as
+# another site: schemes, scheme-relative hosts however many slashes or
+# backslashes lead, characters browsers drop (tabs, newlines, spaces, controls,
+# invisible Unicode), percent-encoded and double-encoded forms, dot segments.
+OFF_SITE_NEXT = [
+    "https://evil.example/",
+    "HTTPS://evil.example/",
+    "http:evil.example",
+    "https:/evil.example",
+    "javascript:alert(1)",
+    "JaVaScRiPt:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "evil.example",
+    "//evil.example/",
+    "///evil.example/",
+    "////evil.example/",
+    "/////evil.example",
+    "//evil.example@diary.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "\\/evil.example",
+    "/\\/evil.example",
+    "//\\evil.example",
+    " //evil.example",
+    "  /\\evil.example",
+    "\t//evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\n/evil.example",
+    "/\x0b/evil.example",
+    "/\x7f/evil.example",
+    "/\u3000/evil.example",
+    "/\u200b/evil.example",
+    "/\u2028/evil.example",
+    "/%09/evil.example",
+    "/%0a/evil.example",
+    "/%0D%0A/evil.example",
+    "%2F%2Fevil.example",
+    "%2f%2fevil.example",
+    "/%2F/evil.example",
+    "/%2fevil.example",
+    "/%5Cevil.example",
+    "/%5cevil.example",
+    "%5C%5Cevil.example",
+    "/%252F%252Fevil.example",
+    "/%25252F%25252Fevil.example",
+    "/%2525252F%2525252Fevil.example",
+    "/%2e%2e//evil.example",
+    "/.//evil.example",
+    "/..//evil.example",
+    "/./\\evil.example",
+    "/" + "a" * 5000,
+]
+ON_SITE_NEXT = [
+    "/",
+    "/trash",
+    "/entries/3/edit",
+    "/search?q=日本",
+    "/search?q=%2F%2Fevil.example",
+    "/tags/旅行?cursor=abc",
+    "/calendar/2024/5#day-3",
+]
+
+
+def resolved_by_a_browser(location: str) -> tuple[str, str]:
+    """(host, path) a browser on https://diary.example/login reaches from a Location.
+
+    As the WHATWG URL parser does for http(s): leading and trailing C0 controls
+    and spaces go, tabs and newlines go anywhere, a backslash is a slash.
+    """
+    cleaned = location.strip("".join(map(chr, range(0x21))))
+    cleaned = re.sub("[\t\n\r]", "", cleaned).replace("\\", "/")
+    # After two slashes any further ones are skipped on the way to the host.
+    cleaned = re.sub("^/{2,}", "//", cleaned)
+    parts = urlsplit(urljoin("https://diary.example/login", cleaned))
+    return parts.netloc, parts.path
+
+
+@pytest.fixture(scope="module")
+def redirect_app(tmp_path_factory):
+    """One app for the many redirect cases: where sign-in leads is the same on every backend."""
+    folder = tmp_path_factory.mktemp("redirects")
+    config = {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder / 'diary.sqlite3'}",
+        "LOCAL_STORAGE_DIR": str(folder / "photos"),
+        "_migrate": True,
+    }
+    with app_builder(config) as build:
+        app = build()
+        with app.app_context():
+            create_user("redirect@example.com", PASSWORD)
+        yield app
+
+
+@pytest.mark.parametrize("next_path", OFF_SITE_NEXT)
+@pytest.mark.parametrize("signed_in", [False, True], ids=["signing-in", "already-signed-in"])
+def test_sign_in_never_sends_the_reader_to_another_site(redirect_app, next_path, signed_in):
+    client = redirect_app.test_client()
+    if signed_in:
+        sign_in(client, "redirect@example.com")
+        response = client.get("/login", query_string={"next": next_path}, headers=BROWSER)
+    else:
+        response = client.post(
+            "/login",
+            query_string={"next": next_path},
+            data={"email": "redirect@example.com", "password": PASSWORD},
+            headers=BROWSER,
+        )
+
+    assert response.status_code == 302
+    # The header as Werkzeug sent it, not the value the view chose.
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("next_path", ON_SITE_NEXT)
+def test_sign_in_returns_to_the_page_asked_for_on_this_site(redirect_app, next_path):
+    response = redirect_app.test_client().post(
         "/login",
         query_string={"next": next_path},
-        data={"email": user.email, "password": PASSWORD},
+        data={"email": "redirect@example.com", "password": PASSWORD},
         headers=BROWSER,
     )
 
-    assert response.headers["Location"] == expected
+    location = response.headers["Location"]
+    assert location == iri_to_uri(next_path)
+    host, path = resolved_by_a_browser(location)
+    assert host == "diary.example"
+    assert path == urlsplit(iri_to_uri(next_path)).path
+
+
+def test_the_browser_model_of_the_tests_sees_the_attacks():
+    """The oracle above is not blind: the raw attack strings do leave the site."""
+    for raw in ("////evil.example/", "/\\evil.example", "/\t/evil.example", " //evil.example"):
+        assert resolved_by_a_browser(raw)[0] == "evil.example", raw
+
+
+@pytest.mark.parametrize(
+    "next_path", ["/\x00/evil.example", "\x00//evil.example", "/%00/evil.example", None, ""]
+)
+def test_safe_next_refuses_nul_and_nothing(redirect_app, next_path):
+    with redirect_app.test_request_context("/login"):
+        assert safe_next(next_path) == "/"
 
 
 def test_signing_out_ends_the_session_even_for_a_copied_cookie(client, user):
@@ -262,6 +390,81 @@ def test_changing_the_password_signs_out_other_browsers(app, client, user):
     sign_in(fresh, user.email, "brand new pass")
 
 
+def change_password(client, **extra):
+    return client.post(
+        "/settings/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "brand new pass",
+            "confirm": "brand new pass",
+            **extra,
+        },
+        headers=BROWSER,
+    )
+
+
+def test_the_password_page_offers_to_revoke_the_live_tokens_ticked(app, client, user):
+    with app.app_context():
+        owner = db.session.get(User, user.id)
+        issue_token(owner, "<b>phone</b>")
+        old, _ = issue_token(owner, "old laptop")
+        revoke_token(owner, old.id)
+    sign_in(client, user.email)
+
+    html = page(client, "/settings/password", JAPANESE)
+
+    checkbox = re.search(r'<input[^>]*name="revoke_tokens"[^>]*>', html).group(0)
+    assert "checked" in checkbox and 'type="checkbox"' in checkbox
+    assert "すべての API トークンも無効にする" in html
+    # Live tokens are named (escaped); revoked ones are not.
+    assert "&lt;b&gt;phone&lt;/b&gt;" in html and "<b>phone" not in html
+    assert "old laptop" not in html
+
+
+def test_without_tokens_the_password_page_does_not_offer_to_revoke_them(client, user):
+    sign_in(client, user.email)
+
+    assert 'name="revoke_tokens"' not in page(client, "/settings/password")
+
+
+def test_changing_the_password_revokes_the_api_tokens_when_ticked(app, client, user, make_token):
+    token = make_token(user)
+    api = app.test_client()
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert api.get("/api/v1/entries", headers=bearer).status_code == 200
+    sign_in(client, user.email)
+
+    response = change_password(client, revoke_tokens="y")
+
+    assert response.headers["Location"] == "/settings"
+    assert "API tokens revoked: 1." in main_text(page(client, "/settings"))
+    assert api.get("/api/v1/entries", headers=bearer).status_code == 401
+    assert "Revoked" in main_text(page(client, "/settings/tokens"))
+
+
+def test_changing_the_password_keeps_the_api_tokens_when_unticked(app, client, user, make_token):
+    token = make_token(user)
+    sign_in(client, user.email)
+
+    response = change_password(client)
+
+    assert response.headers["Location"] == "/settings"
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert app.test_client().get("/api/v1/entries", headers=bearer).status_code == 200
+    assert "revoked" not in main_text(page(client, "/settings")).lower()
+
+
+def test_a_refused_password_change_revokes_nothing(app, client, user, make_token):
+    token = make_token(user)
+    sign_in(client, user.email)
+
+    response = change_password(client, current_password="guess", revoke_tokens="y")
+
+    assert response.status_code == 400
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert app.test_client().get("/api/v1/entries", headers=bearer).status_code == 200
+
+
 def test_a_new_token_is_shown_once_and_works_for_the_api(app, client, user):
     sign_in(client, user.email)
 
@@ -343,8 +546,13 @@ def test_the_session_cookie_is_httponly_lax_and_secure_outside_development(tmp_p
             data={"email": "prod@example.com", "password": PASSWORD},
             base_url="https://diary.example",
         )
-        cookie = response.headers["Set-Cookie"]
-        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+        cookies = {
+            value.split("=", 1)[0]: value for value in response.headers.getlist("Set-Cookie")
+        }
+        session = cookies["session"]
+        assert "HttpOnly" in session and "SameSite=Lax" in session and "Secure" in session
+        device = cookies["diary_device"]
+        assert "HttpOnly" in device and "SameSite=Strict" in device and "Secure" in device
     finally:
         with app.app_context():
             db.engine.dispose()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from diary import ConfigError, create_app
 from diary.config import from_env
 from diary.extensions import db
-from diary.models import ApiToken, Entry
+from diary.models import ApiToken, Entry, User
 from diary.web.security import bucket_origins
 
 from .pages_support import BROWSER, PASSWORD, main_text, page, sign_in, write
@@ -135,24 +135,33 @@ def fresh_email(name: str) -> str:
     return f"{name}-{os.urandom(4).hex()}@example.com"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "database"])
 def throttled_app(request, app_with):
-    """Small limits, on in-process memory and on the shared Redis storage."""
-    storage = "memory://" if request.param == "memory" else redis_url()
+    """Small limits, on in-process memory, the shared Redis and the app's own database."""
+    storage = {"memory": "memory://", "database": "database://"}.get(request.param) or redis_url()
     return app_with(
         RATELIMIT_STORAGE_URI=storage,
         SIGNIN_LIMIT_PER_ADDRESS="5 per 15 minutes",
         SIGNIN_LIMIT_PER_ACCOUNT="3 per 15 minutes",
+        # fresh_address() is in 10/8: those peers are the load balancer.
+        TRUSTED_PROXY_CIDRS="10.0.0.0/8",
+        SIGNIN_LIMIT_PER_DEVICE="2 per 15 minutes",
     )
 
 
-def attempt(client, email, password, address):
-    return client.post(
-        "/login",
-        data={"email": email, "password": password},
-        headers=BROWSER,
-        environ_base={"REMOTE_ADDR": address},
-    )
+def attempt(client, email, password, address, *, as_json=False):
+    body = {"json": {"email": email, "password": password}}
+    if not as_json:
+        body = {"data": body["json"]}
+    return client.post("/login", **body, headers=BROWSER, environ_base={"REMOTE_ADDR": address})
+
+
+def owners_browser(app, email):
+    """A browser that signed in to `email` once (so holds its device cookie) and signed out."""
+    browser = app.test_client()
+    assert attempt(browser, email, PASSWORD, fresh_address()).status_code == 302
+    browser.post("/logout", headers=BROWSER)
+    return browser
 
 
 def make_account(app, name):
@@ -179,6 +188,97 @@ def test_failed_sign_ins_lock_the_account_even_from_new_addresses(throttled_app)
     assert client.get("/settings", headers=BROWSER).status_code == 302
     # Another account is not affected.
     assert attempt(client, bystander, PASSWORD, fresh_address()).status_code == 302
+
+
+def test_an_attacker_rotating_addresses_cannot_lock_the_owner_out(throttled_app):
+    owner = make_account(throttled_app, "owner")
+    owners = owners_browser(throttled_app, owner)
+    attacker = throttled_app.test_client()
+
+    for _ in range(3):
+        assert attempt(attacker, owner, "guess", fresh_address()).status_code == 401
+    assert attempt(attacker, owner, "guess", fresh_address()).status_code == 429
+    # The owner's browser is known to the account: their typo and their sign-in go through.
+    assert attempt(owners, owner, "typo", fresh_address()).status_code == 401
+    assert attempt(owners, owner, PASSWORD, fresh_address()).status_code == 302
+    assert owners.get("/settings", headers=BROWSER).status_code == 200
+    # The attacker is still refused, even with the right password.
+    assert attempt(attacker, owner, PASSWORD, fresh_address()).status_code == 429
+
+
+def test_the_owner_is_let_in_from_the_attackers_own_address(throttled_app):
+    """A shared address (an office, a carrier's NAT) full of failures does not stop the owner."""
+    owner = make_account(throttled_app, "shared-nat")
+    owners = owners_browser(throttled_app, owner)
+    attacker = throttled_app.test_client()
+    shared = fresh_address()
+
+    statuses = [
+        attempt(attacker, fresh_email("guess"), "guess", shared).status_code for _ in range(6)
+    ]
+
+    assert statuses == [401] * 5 + [429]
+    assert attempt(owners, owner, PASSWORD, shared).status_code == 302
+
+
+def test_a_device_cookie_has_only_its_own_small_allowance(throttled_app):
+    owner = make_account(throttled_app, "stolen-cookie")
+    thief = owners_browser(throttled_app, owner)
+
+    statuses = [attempt(thief, owner, "guess", fresh_address()).status_code for _ in range(3)]
+
+    assert statuses == [401, 401, 429]
+    # Counted against that cookie alone: another browser is still free to try.
+    assert attempt(throttled_app.test_client(), owner, PASSWORD, fresh_address()).status_code == (
+        302
+    )
+
+
+def test_the_device_cookie_is_signed_for_one_account_and_sent_only_to_sign_in(throttled_app):
+    owner = make_account(throttled_app, "cookie-owner")
+    other = make_account(throttled_app, "cookie-other")
+    browser = throttled_app.test_client()
+
+    response = attempt(browser, other, PASSWORD, fresh_address())
+
+    cookie = next(
+        value for value in response.headers.getlist("Set-Cookie") if value.startswith("diary_")
+    )
+    assert "Path=/login" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Max-Age=31536000" in cookie and other not in cookie
+    attacker = throttled_app.test_client()
+    for _ in range(3):
+        attempt(attacker, owner, "guess", fresh_address())
+    # A cookie for another account, or one tampered with, is no key to this account.
+    assert attempt(browser, owner, PASSWORD, fresh_address()).status_code == 429
+    value = browser.get_cookie("diary_device", path="/login").value
+    browser.set_cookie("diary_device", value[:-2] + "xx", path="/login")
+    assert attempt(browser, owner, PASSWORD, fresh_address()).status_code == 429
+
+
+def test_json_sign_ins_count_against_their_own_account(throttled_app):
+    """/login takes JSON as well as a form (Flask-WTF reads both); both count per account."""
+    target = make_account(throttled_app, "json-target")
+    bystander = make_account(throttled_app, "json-bystander")
+    client = throttled_app.test_client()
+
+    for _ in range(3):
+        assert attempt(client, target, "guess", fresh_address(), as_json=True).status_code == 401
+
+    assert attempt(client, target, "guess", fresh_address(), as_json=True).status_code == 429
+    assert attempt(client, target, PASSWORD, fresh_address()).status_code == 429
+    fresh = throttled_app.test_client()
+    assert attempt(fresh, bystander, PASSWORD, fresh_address(), as_json=True).status_code == 302
+
+
+def test_form_failures_count_for_json_sign_ins_too(throttled_app):
+    target = make_account(throttled_app, "form-then-json")
+    client = throttled_app.test_client()
+
+    for _ in range(3):
+        assert attempt(client, target, "guess", fresh_address()).status_code == 401
+
+    assert attempt(client, target, PASSWORD, fresh_address(), as_json=True).status_code == 429
 
 
 def test_failed_sign_ins_lock_out_the_address_across_accounts(throttled_app):
@@ -221,6 +321,8 @@ def test_successful_sign_ins_are_not_counted(throttled_app):
 
 
 def test_the_throttle_uses_the_address_forwarded_by_the_one_proxy(throttled_app):
+    # fresh_address() is in the fixture's TRUSTED_PROXY_CIDRS; tests/test_proxies.py has
+    # the peers whose X-Forwarded-For is ignored.
     client = throttled_app.test_client()
     proxy = fresh_address()
 
@@ -250,6 +352,58 @@ def test_with_redis_the_counts_live_in_redis_where_every_instance_sees_them(app_
     with redis.Redis.from_url(url) as server:
         keys = [key.decode() for key in server.scan_iter(match=f"*{email}*")]
     assert len(keys) == 1 and "signin-account" in keys[0]
+
+
+# --- sign-up throttling -------------------------------------------------------
+
+
+def sign_up(app, address, *, email=None, headers=BROWSER):
+    return app.test_client().post(
+        "/signup",
+        data={"email": email or fresh_email("new"), "password": PASSWORD, "confirm": PASSWORD},
+        headers=headers,
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def test_sign_ups_from_one_address_are_throttled(app_with):
+    signup_app = app_with(ALLOW_SIGNUP=True, SIGNUP_LIMIT_PER_ADDRESS="3 per hour")
+    address = fresh_address()
+    taken = make_account(signup_app, "taken")
+    # Failures count too: they are how an address finds out which emails have accounts.
+    assert sign_up(signup_app, address, email=taken).status_code == 400
+    assert sign_up(signup_app, address).status_code == 302
+    assert sign_up(signup_app, address).status_code == 302
+
+    page_response = sign_up(signup_app, address)
+    api_response = sign_up(signup_app, address, headers={"Accept": "application/json"})
+
+    assert page_response.status_code == 429
+    assert page_response.mimetype == "text/html"
+    assert "Too many attempts" in main_text(page_response.text)
+    assert int(page_response.headers["Retry-After"]) > 0
+    assert api_response.status_code == 429
+    assert api_response.mimetype == "application/problem+json"
+    problem = api_response.get_json()
+    assert problem["status"] == 429 and "Too many sign-up attempts" in problem["detail"]
+    assert int(api_response.headers["Retry-After"]) > 0
+    assert sign_up(signup_app, fresh_address()).status_code == 302
+
+
+def test_sign_ups_are_throttled_site_wide(app_with):
+    signup_app = app_with(ALLOW_SIGNUP=True, SIGNUP_LIMIT_GLOBAL="5 per hour")
+    statuses = [sign_up(signup_app, fresh_address()).status_code for _ in range(6)]
+
+    assert statuses == [302] * 5 + [429]
+    with signup_app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 5
+
+
+def test_a_disabled_sign_up_is_not_counted(app_with):
+    app = app_with(ALLOW_SIGNUP=False, SIGNUP_LIMIT_PER_ADDRESS="1 per hour")
+    address = fresh_address()
+
+    assert [sign_up(app, address).status_code for _ in range(3)] == [404] * 3
 
 
 # --- security headers --------------------------------------------------------
@@ -285,7 +439,9 @@ def test_the_pages_have_no_inline_script_or_style(client, user):
         assert "http://" not in html.split("<main")[0] and "https://" not in html.split("<main")[0]
 
 
-def test_hsts_only_when_the_request_came_over_https(client):
+def test_hsts_only_when_the_request_came_over_https(app_with):
+    # The test client connects from 127.0.0.1: trusted here as the proxy would be.
+    client = app_with(TRUSTED_PROXY_CIDRS="127.0.0.1/32").test_client()
     plain = client.get("/login", headers=BROWSER)
     proxied = client.get("/login", headers={**BROWSER, "X-Forwarded-Proto": "https"})
 

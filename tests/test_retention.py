@@ -13,7 +13,7 @@ from diary.extensions import db
 from diary.models import Entry, EntryTag, EntryTerm, User
 
 from .conftest import image_bytes, stored_keys
-from .features_support import add_entry
+from .entries_support import add_entry
 
 
 def surviving(app: Flask) -> set[str]:

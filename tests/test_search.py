@@ -16,7 +16,7 @@ from diary import create_app, search, tags, timeline
 from diary.extensions import db
 from diary.models import Entry, User
 
-from .features_support import add_entry
+from .entries_support import add_entry
 from .pages_support import page, sign_in
 from .servers import postgres_database
 

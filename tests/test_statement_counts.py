@@ -1,4 +1,4 @@
-"""SQL statements per request stay constant in page size and photo count (issue 7).
+"""SQL statements per request stay constant in page size and photo count.
 
 The API list has its own check in test_api_entries.py; these cover the HTML
 timeline and the original `GET /` contract, where an N+1 would hide as well.
@@ -55,3 +55,22 @@ def test_legacy_get_statements_do_not_grow_with_photos(app, client, auth, jpeg):
     few = statements()
     post_entries(client, auth, jpeg, count=4, photos_each=2)
     assert statements() == few
+
+
+def test_legacy_get_reads_a_batch_per_statement_oldest_first(app, client, auth, monkeypatch):
+    """GET / reads keyset batches: 7 entries in batches of 3 are 3 reads, no cursor to manage."""
+    from diary import entries
+
+    real = entries.iter_legacy_rows
+    monkeypatch.setattr(entries, "iter_legacy_rows", lambda user: real(user, batch_size=3))
+    for number in range(7):
+        client.post("/", data={"text": f"entry {number}"}, headers=auth)
+    client.get("/", headers=auth).get_data()  # the token's first use records last_used_at
+
+    with count_statements(app) as counted:
+        body = client.get("/", headers=auth).get_json()
+
+    assert [row["Text"] for row in body] == [f"entry {number}" for number in range(7)]
+    reads = [s for s in counted if "FROM entries" in s]
+    assert len(reads) == 3
+    assert not any(s.lstrip().upper().startswith(("DECLARE", "FETCH", "CLOSE")) for s in counted)

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from diary.models import User
 from diary.tags import extract_tags
 
-from .features_support import add_entry
+from .entries_support import add_entry
 from .pages_support import page, sign_in
 
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from .. import tags
 from ..extensions import db
 from ..infra.storage import current_storage
-from ..models import Entry, Image, User
+from ..models import Entry, Image, User, is_live
 from ..timestamps import rfc3339, utcnow
 
 FORMAT = "diary-export"
@@ -89,11 +89,7 @@ class ExportEntry:
 
 def count_live_entries(user: User) -> int:
     """How many entries an export of `user` holds (for a progress bar)."""
-    return db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Entry)
-        .where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
-    )
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Entry).where(is_live(user)))
 
 
 def _export_batches(user: User) -> Iterator[list[ExportEntry]]:
@@ -102,7 +98,7 @@ def _export_batches(user: User) -> Iterator[list[ExportEntry]]:
     while True:
         query = (
             sa.select(Entry.id, Entry.created_at, Entry.updated_at, Entry.text)
-            .where(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+            .where(is_live(user))
             .order_by(Entry.created_at, Entry.id)
             .limit(EXPORT_BATCH)
         )

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from werkzeug.datastructures import FileStorage
 
 from .. import search
-from ..entries import MAX_IMAGES_PER_ENTRY, clean_text, discard_objects, image_row, store_image
+from ..entries import MAX_IMAGES_PER_ENTRY, clean_text, image_row, photos_then_rows, store_image
 from ..errors import ContentTooLarge, InvalidInput
 from ..extensions import db
 from ..images import IncomingImage, inspect_upload
@@ -58,8 +58,7 @@ def import_entries(user: User, records: Sequence[IncomingEntry]) -> ImportResult
             known.add(record.import_key)
             fresh.append(record)
 
-    stored: list[str] = []
-    try:
+    with photos_then_rows() as stored:
         for record in fresh:
             entry = Entry(
                 user_id=user.id,
@@ -80,11 +79,6 @@ def import_entries(user: User, records: Sequence[IncomingEntry]) -> ImportResult
             db.session.add(
                 EntryImport(user_id=user.id, import_key=record.import_key, entry_id=entry.id)
             )
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        discard_objects(stored)
-        raise
     return ImportResult(imported=len(fresh), skipped=len(records) - len(fresh))
 
 

@@ -1,9 +1,10 @@
 """`flask --app diary doctor`: why can't this deployment reach its database or bucket?
 
 Run inside the running environment (App Runner or ECS exec, or the same image
-with the same variables). Every step is its own check with a result, its time
-and, on failure, a hint naming the usual cause, so the first failing line says
-what to fix. Exits non-zero when anything failed. Never prints the password.
+with the same variables). The checks are one ordered table, STEPS: each line of
+the report has a result, its time and, on failure, a hint naming the usual cause,
+so the first failing line says what to fix; a step whose prerequisite did not
+pass is skipped. Exits non-zero when anything failed. Never prints the password.
 
 If the configuration is so broken that the app cannot start, `flask` cannot
 load the command at all; `python -m diary.commands.doctor` reports that case too.
@@ -11,34 +12,33 @@ load the command at all; `python -m diary.commands.doctor` reports that case too
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import sys
 import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import closing
 from dataclasses import asdict, dataclass
+from functools import partial
+from http.client import HTTPConnection, HTTPSConnection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import click
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
-from botocore.exceptions import ReadTimeoutError as BotoReadTimeout
+from botocore.exceptions import ClientError
 from flask import Flask, current_app
-from flask.cli import with_appcontext
-from sqlalchemy.engine import URL, make_url
+from flask.cli import ScriptInfo, with_appcontext
+from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from .. import config as settings
 from ..infra.logs import add_secret, redact
-from ..infra.storage import LocalStorage, S3Storage
+from ..infra.storage import Storage
 
 DEFAULT_TIMEOUT = 3.0
 
@@ -117,6 +117,30 @@ HINT_S3_DENIED = (
 )
 HINT_LOCAL_STORAGE = "LOCAL_STORAGE_DIR must be a writable folder for the service's user"
 
+# S3's refusals with a likelier cause than the permissions (HINT_S3_DENIED).
+S3_CODE_HINTS = {
+    "404": HINT_BUCKET_MISSING,
+    "NoSuchBucket": HINT_BUCKET_MISSING,
+    "301": HINT_BUCKET_REGION,
+    "PermanentRedirect": HINT_BUCKET_REGION,
+    "AuthorizationHeaderMalformed": HINT_BUCKET_REGION,
+}
+
+# libpq's words for a failed TLS handshake or a TLS policy refusal; looked for
+# before the login hint because these fail before any password is sent.
+TLS_HINTS = (
+    (("does not match host name",), HINT_DB_TLS_HOSTNAME),
+    (("certificate verify failed", "self-signed certificate"), HINT_DB_TLS_CA),
+    (("root certificate file", "could not read root certificate"), HINT_DB_TLS_ROOTCERT),
+    (("server does not support ssl",), HINT_DB_TLS_UNSUPPORTED),
+    (("no encryption",), HINT_DB_TLS_REQUIRED),
+)
+
+SERVER_FACTS = sa.text(
+    "SELECT current_setting('server_version'),"
+    " (SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid())"
+)
+
 
 @dataclass
 class Result:
@@ -134,7 +158,9 @@ class Result:
 
 
 class CheckFailed(Exception):
-    """A check's failure with the hint for the operator."""
+    """A check that did not simply pass: what it saw and the hint for the operator."""
+
+    status = "fail"
 
     def __init__(self, detail: str, hint: str | None = None) -> None:
         super().__init__(detail)
@@ -142,7 +168,38 @@ class CheckFailed(Exception):
         self.hint = hint
 
 
-def bounded(function: Callable[[], Any], timeout: float) -> Any:
+class CheckWarning(CheckFailed):
+    """It works, but not for long (an SQLite file in production): shown, not counted."""
+
+    status = "warn"
+
+
+class Checkup:
+    """What the steps look at, and how long each network step may wait."""
+
+    def __init__(self, app: Flask, timeout: float) -> None:
+        self.app, self.timeout = app, timeout
+        self.url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+        self.storage: Storage = app.extensions["diary.storage"]
+        # The app's own (TLS settings included), so the doctor connects as it does.
+        self.connect_args = app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {})
+
+
+class Server(NamedTuple):
+    """A network address to trace hop by hop, with the usual cause of each hop's failure."""
+
+    host: str
+    port: int
+    scheme: str | None  # http(s): once connected, ask for HEAD /
+    unresolved: str
+    refused: str
+    silent: str
+
+
+T = TypeVar("T")
+
+
+def bounded(function: Callable[[], T], timeout: float) -> T:
     """Call `function` but give up after `timeout` s (DNS lookups cannot time out by themselves)."""
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="doctor")
     try:
@@ -151,329 +208,252 @@ def bounded(function: Callable[[], Any], timeout: float) -> Any:
         executor.shutdown(wait=False, cancel_futures=True)
 
 
-class Doctor:
-    """Runs the checks in order; a check whose prerequisite failed is skipped."""
+# --- the steps: each returns what it saw or raises CheckFailed ---------------------
 
-    def __init__(self, app: Flask, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.app = app
-        self.config: Mapping[str, Any] = app.config
-        self.timeout = timeout
-        self.results: list[Result] = []
-        self.url: URL = make_url(self.config["SQLALCHEMY_DATABASE_URI"])
-        add_secret(self.url.password)
 
-    # --- running ----------------------------------------------------------
+def configuration(d: Checkup) -> str:
+    # create_app has validated every variable already; confirm the result is usable.
+    database = settings.describe_database(d.app.config["SQLALCHEMY_DATABASE_URI"])
+    detail = f"database {database}; storage {d.storage.describe()}; SECRET_KEY set"
+    if d.url.get_backend_name() == "sqlite" and not (d.app.debug or d.app.testing):
+        raise CheckWarning(detail, HINT_SQLITE)
+    return detail
 
-    def check(self, name: str, function: Callable[[], str | Result]) -> Result:
-        started = time.perf_counter()
+
+def database_server(d: Checkup) -> Server:
+    host, port = d.url.host or "localhost", d.url.port or 5432
+    return Server(host, port, None, HINT_DB_DNS, HINT_DB_REFUSED, HINT_DB_TIMEOUT)
+
+
+def storage_server(d: Checkup) -> Server:
+    endpoint = urlsplit(d.storage.endpoint)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    hints = HINT_S3_DNS, HINT_S3_REFUSED, HINT_S3_TIMEOUT
+    return Server(endpoint.hostname or "", port, endpoint.scheme, *hints)
+
+
+def resolves(server_of: Callable[[Checkup], Server]) -> Callable[[Checkup], str]:
+    """The step: the server's host name resolves (within the timeout: DNS has no own bound)."""
+
+    def check(d: Checkup) -> str:
+        server = server_of(d)
+        lookup = partial(socket.getaddrinfo, server.host, server.port, type=socket.SOCK_STREAM)
         try:
-            outcome = function()
-            result = outcome if isinstance(outcome, Result) else Result(name, "ok", detail=outcome)
-        except CheckFailed as failure:
-            result = Result(name, "fail", detail=failure.detail, hint=failure.hint)
-        except (TimeoutError, FutureTimeout):
-            result = Result(name, "fail", detail=f"no answer within {self.timeout:g} s")
-        except Exception as error:
-            # An unforeseen failure is still a result, not a crash of the whole report.
-            result = Result(name, "fail", detail=f"{type(error).__name__}: {error}")
-        result.name = name
-        result.ms = round((time.perf_counter() - started) * 1000, 1)
-        result.detail = redact(result.detail)
-        self.results.append(result)
-        return result
-
-    def skip(self, name: str, because: str) -> None:
-        self.results.append(Result(name, "skip", detail=f"skipped: {because}"))
-
-    def run(self) -> list[Result]:
-        """All checks: configuration, database, storage."""
-        self.check("configuration", self.check_config)
-        self.run_database_checks()
-        self.run_storage_checks()
-        return self.results
-
-    # --- configuration ----------------------------------------------------
-
-    def check_config(self) -> str | Result:
-        # create_app has validated every variable already; confirm the result is usable.
-        database = settings.describe_database(self.config["SQLALCHEMY_DATABASE_URI"])
-        storage = self.app.extensions["diary.storage"].describe()
-        detail = f"database {database}; storage {storage}; SECRET_KEY set"
-        if self.url.get_backend_name() == "sqlite" and not (
-            self.app.debug or self.config.get("TESTING")
-        ):
-            return Result("configuration", "warn", detail=detail, hint=HINT_SQLITE)
-        return detail
-
-    # --- database ---------------------------------------------------------
-
-    def run_database_checks(self) -> None:
-        if self.url.get_backend_name() == "sqlite":
-            for name in ("database host resolves", "database port answers"):
-                self.skip(name, "SQLite file, no server")
-            login = self.check("database login", self.check_sqlite_file)
-        else:
-            host, port = self.url.host or "localhost", self.url.port or 5432
-            resolved = self.check(
-                "database host resolves", lambda: self.check_resolves(host, port, HINT_DB_DNS)
-            )
-            if resolved.failed:
-                for name in ("database port answers", "database login", "database schema"):
-                    self.skip(name, "the host does not resolve")
-                return
-            answered = self.check(
-                "database port answers",
-                lambda: self.check_port(host, port, HINT_DB_REFUSED, HINT_DB_TIMEOUT),
-            )
-            if answered.failed:
-                for name in ("database login", "database schema"):
-                    self.skip(name, "the port does not answer")
-                return
-            login = self.check("database login", self.check_login)
-        if login.failed:
-            self.skip("database schema", "cannot log in")
-            return
-        self.check("database schema", self.check_schema)
-
-    def engine(self) -> sa.Engine:
-        connect_args: dict[str, Any] = {}
-        if self.url.get_backend_name() == "postgresql":
-            # The app's own (TLS settings included), so the doctor connects as it does.
-            connect_args.update(self.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {}))
-            # libpq's own bound; `bounded` is the hard one.
-            connect_args["connect_timeout"] = max(2, int(self.timeout))
-        return sa.create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
-
-    def check_resolves(self, host: str, port: int, hint: str) -> str:
-        try:
-            addresses = bounded(
-                lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), self.timeout
-            )
-        except (TimeoutError, FutureTimeout):
-            raise CheckFailed(f"{host}: no DNS answer within {self.timeout:g} s", hint) from None
-        except OSError as error:
-            raise CheckFailed(f"{host}: {error.strerror or error}", hint) from None
-        found = sorted({address[4][0] for address in addresses})
-        return f"{host} -> {', '.join(found)}"
-
-    def check_port(self, host: str, port: int, refused_hint: str, timeout_hint: str) -> str:
-        try:
-            with socket.create_connection((host, port), timeout=self.timeout):
-                pass
+            found = {address[4][0] for address in bounded(lookup, d.timeout)}
         except TimeoutError:
-            raise CheckFailed(
-                f"{host}:{port}: no answer within {self.timeout:g} s", timeout_hint
-            ) from None
-        except ConnectionRefusedError:
-            raise CheckFailed(f"{host}:{port}: connection refused", refused_hint) from None
+            problem = f"no DNS answer within {d.timeout:g} s"
         except OSError as error:
-            raise CheckFailed(f"{host}:{port}: {error.strerror or error}", timeout_hint) from None
-        return f"{host}:{port} accepts connections"
+            problem = error.strerror or str(error)
+        else:
+            return f"{server.host} -> {', '.join(sorted(found))}"
+        raise CheckFailed(f"{server.host}: {problem}", server.unresolved)
 
-    def check_login(self) -> str:
-        def login() -> tuple[str, str]:
-            engine = self.engine()
-            try:
-                with engine.connect() as connection:
-                    version = connection.execute(sa.text("SHOW server_version")).scalar_one()
-                    tls = connection.execute(
-                        sa.text("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-                    ).scalar()
-                    return str(version), str(tls) if tls else "no TLS"
-            finally:
-                engine.dispose()
+    return check
 
-        user = self.url.username
+
+def answers(server_of: Callable[[Checkup], Server]) -> Callable[[Checkup], str]:
+    """The step: the server accepts a connection (and, over HTTP, answers HEAD /)."""
+
+    def check(d: Checkup) -> str:
+        server = server_of(d)
+        where = f"{server.host}:{server.port}"
         try:
-            version, tls = bounded(login, self.timeout + 1)
-        except (TimeoutError, FutureTimeout):
-            raise CheckFailed(
-                f"the server accepted the connection but did not answer within {self.timeout:g} s",
-                HINT_DB_TIMEOUT,
-            ) from None
-        except sa.exc.OperationalError as error:
-            message = str(error.orig or error).strip().splitlines()[0]
-            lowered = message.lower()
-            if "database" in lowered and "does not exist" in lowered:
-                raise CheckFailed(message, HINT_DB_NAME) from None
-            if "timeout" in lowered or "timed out" in lowered:
-                raise CheckFailed(message, HINT_DB_TIMEOUT) from None
-            # Before the login words: these fail before any password is sent.
-            if tls_hint := self.tls_hint(str(error.orig or error).lower()):
-                raise CheckFailed(message, tls_hint) from None
-            if any(word in lowered for word in ("password", "role", "authentication", "pg_hba")):
-                raise CheckFailed(message, HINT_DB_LOGIN) from None
-            raise CheckFailed(message, HINT_DB_LOGIN) from None
-        sslmode = self.sslmode()
-        return (
-            f"logged in as {user} to {self.url.database} (PostgreSQL {version}; "
-            f"{tls}, sslmode {sslmode})"
-        )
+            if server.scheme is None:
+                socket.create_connection(server[:2], timeout=d.timeout).close()
+                return f"{where} accepts connections"
+            http = HTTPSConnection if server.scheme == "https" else HTTPConnection
+            with closing(http(*server[:2], timeout=d.timeout)) as connection:
+                connection.request("HEAD", "/")
+                status = connection.getresponse().status
+            return f"{server.scheme}://{where} answered HTTP {status}"
+        except TimeoutError:
+            raise CheckFailed(f"{where}: no answer within {d.timeout:g} s", server.silent) from None
+        except ConnectionRefusedError:
+            raise CheckFailed(f"{where}: connection refused", server.refused) from None
+        except OSError as error:
+            raise CheckFailed(f"{where}: {error.strerror or error}", server.silent) from None
 
-    def sslmode(self) -> str:
-        """The sslmode libpq uses: the app's setting, else the URL's, else libpq's default."""
-        connect_args = self.config["SQLALCHEMY_ENGINE_OPTIONS"].get("connect_args", {})
-        return str(connect_args.get("sslmode") or self.url.query.get("sslmode") or "prefer")
+    return check
 
-    @staticmethod
-    def tls_hint(lowered: str) -> str | None:
-        """The hint for a failed TLS handshake or a TLS policy refusal, from libpq's message."""
-        if "does not match host name" in lowered:
-            return HINT_DB_TLS_HOSTNAME
-        if "certificate verify failed" in lowered or "self-signed certificate" in lowered:
-            return HINT_DB_TLS_CA
-        if "root certificate file" in lowered or "could not read root certificate" in lowered:
-            return HINT_DB_TLS_ROOTCERT
-        if "server does not support ssl" in lowered:
-            return HINT_DB_TLS_UNSUPPORTED
-        if "no encryption" in lowered:
-            return HINT_DB_TLS_REQUIRED
-        return None
 
-    def check_sqlite_file(self) -> str:
-        engine = self.engine()
+def connected(d: Checkup, use: Callable[[sa.Connection], T]) -> T:
+    """`use` a fresh connection made as the app makes them; nothing pooled stays behind."""
+    connect_args: dict[str, Any] = {}
+    if d.url.get_backend_name() == "postgresql":
+        # libpq's own bound; `bounded` is the hard one.
+        connect_args = {**d.connect_args, "connect_timeout": max(2, int(d.timeout))}
+    engine = sa.create_engine(d.url, poolclass=NullPool, connect_args=connect_args)
+    try:
+        with engine.connect() as connection:
+            return use(connection)
+    finally:
+        engine.dispose()
+
+
+def database_login(d: Checkup) -> str:
+    if d.url.get_backend_name() == "sqlite":
         try:
-            with engine.connect() as connection:
-                connection.execute(sa.text("SELECT 1"))
+            connected(d, lambda connection: connection.execute(sa.text("SELECT 1")))
         except sa.exc.OperationalError as error:
             raise CheckFailed(str(error.orig or error), HINT_SQLITE) from None
-        finally:
-            engine.dispose()
-        return f"SQLite file {self.url.database} opens"
-
-    def migrations_directory(self) -> Path:
-        configured = Path(self.app.extensions["migrate"].directory)
-        if configured.is_absolute():
-            return configured
-        # Relative to the project (next to the package), not to wherever we were started.
-        return Path(self.app.root_path).parent / configured
-
-    def check_schema(self) -> str:
-        script = ScriptDirectory(str(self.migrations_directory()))
-        heads = set(script.get_heads())
-        known = {revision.revision for revision in script.walk_revisions()}
-        engine = self.engine()
-        try:
-            with engine.connect() as connection:
-                current = set(MigrationContext.configure(connection).get_current_heads())
-        except sa.exc.ProgrammingError as error:
-            message = str(error.orig or error).strip().splitlines()[0]
-            raise CheckFailed(message, HINT_SCHEMA_PRIVILEGES) from None
-        finally:
-            engine.dispose()
-        latest = ", ".join(sorted(heads))
-        if current == heads:
-            return f"at the latest migration ({latest})"
-        if not current:
-            raise CheckFailed(f"no migration applied; latest is {latest}", HINT_SCHEMA_BEHIND)
-        if current - known:
-            raise CheckFailed(
-                f"at {', '.join(sorted(current))}, unknown to this release (latest {latest})",
-                HINT_SCHEMA_AHEAD,
-            )
+        return f"SQLite file {d.url.database} opens"
+    try:
+        facts = bounded(
+            lambda: connected(d, lambda c: c.execute(SERVER_FACTS).one()), d.timeout + 1
+        )
+    except TimeoutError:
         raise CheckFailed(
-            f"at {', '.join(sorted(current))}; latest is {latest}", HINT_SCHEMA_BEHIND
-        )
+            f"the server accepted the connection but did not answer within {d.timeout:g} s",
+            HINT_DB_TIMEOUT,
+        ) from None
+    except sa.exc.OperationalError as error:
+        message = str(error.orig or error)
+        raise CheckFailed(message.strip().splitlines()[0], login_hint(message.lower())) from None
+    version, tls = facts
+    # The sslmode libpq used: the app's setting, else the URL's, else libpq's default.
+    sslmode = d.connect_args.get("sslmode") or d.url.query.get("sslmode") or "prefer"
+    return (
+        f"logged in as {d.url.username} to {d.url.database} (PostgreSQL {version}; "
+        f"{tls or 'no TLS'}, sslmode {sslmode})"
+    )
 
-    # --- storage ----------------------------------------------------------
 
-    def run_storage_checks(self) -> None:
-        storage = self.app.extensions["diary.storage"]
-        if isinstance(storage, LocalStorage):
-            self.check("storage folder writable", lambda: self.check_local(storage))
-            return
-        assert isinstance(storage, S3Storage)
-        endpoint = urlsplit(storage.client.meta.endpoint_url)
-        host = endpoint.hostname or ""
-        port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-        resolved = self.check(
-            "s3 endpoint resolves", lambda: self.check_resolves(host, port, HINT_S3_DNS)
-        )
-        if resolved.failed:
-            for name in ("s3 endpoint answers", "s3 bucket exists", "s3 put and delete"):
-                self.skip(name, "the endpoint does not resolve")
-            return
-        answered = self.check(
-            "s3 endpoint answers", lambda: self.check_http(endpoint.scheme, host, port)
-        )
-        if answered.failed:
-            for name in ("s3 bucket exists", "s3 put and delete"):
-                self.skip(name, "the endpoint does not answer")
-            return
-        client = storage.probe_client(self.timeout)
-        exists = self.check("s3 bucket exists", lambda: self.check_bucket(client, storage.bucket))
-        if exists.failed:
-            self.skip("s3 put and delete", "no usable bucket")
-            return
-        self.check("s3 put and delete", lambda: self.check_put_delete(client, storage.bucket))
+def login_hint(message: str) -> str:
+    """The usual cause of a refused connection, from libpq's (lower-cased) message."""
+    first_line = message.strip().splitlines()[0]
+    if "database" in first_line and "does not exist" in first_line:
+        return HINT_DB_NAME
+    if "timeout" in first_line or "timed out" in first_line:
+        return HINT_DB_TIMEOUT
+    tls = (hint for words, hint in TLS_HINTS if any(word in message for word in words))
+    return next(tls, HINT_DB_LOGIN)
 
-    def check_http(self, scheme: str, host: str, port: int) -> str:
-        connection_class = (
-            http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-        )
-        connection = connection_class(host, port, timeout=self.timeout)
-        try:
-            connection.request("HEAD", "/")
-            status = connection.getresponse().status
-        except TimeoutError:
-            raise CheckFailed(
-                f"{host}:{port}: no answer within {self.timeout:g} s", HINT_S3_TIMEOUT
-            ) from None
-        except ConnectionRefusedError:
-            raise CheckFailed(f"{host}:{port}: connection refused", HINT_S3_REFUSED) from None
-        except OSError as error:
-            raise CheckFailed(f"{host}:{port}: {error}", HINT_S3_TIMEOUT) from None
-        finally:
-            connection.close()
-        return f"{scheme}://{host}:{port} answered HTTP {status}"
 
-    def _s3_failure(self, error: Exception) -> CheckFailed:
-        if isinstance(error, ClientError):
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in ("404", "NoSuchBucket"):
-                return CheckFailed(f"S3 says {code}: no such bucket", HINT_BUCKET_MISSING)
-            if code in ("301", "PermanentRedirect", "AuthorizationHeaderMalformed"):
-                return CheckFailed(f"S3 says {code}", HINT_BUCKET_REGION)
-            if code in ("403", "AccessDenied") or status == 403:
-                return CheckFailed(f"S3 says {code}", HINT_S3_DENIED)
-            return CheckFailed(f"S3 says {code} (HTTP {status})", HINT_S3_DENIED)
-        if isinstance(error, ConnectTimeoutError | BotoReadTimeout | EndpointConnectionError):
-            return CheckFailed(f"{type(error).__name__}: {error}", HINT_S3_TIMEOUT)
-        return CheckFailed(f"{type(error).__name__}: {error}", HINT_S3_TIMEOUT)
+def database_schema(d: Checkup) -> str:
+    migrations = Path(d.app.extensions["migrate"].directory)
+    # Relative to the project (next to the package), not to wherever we were started.
+    script = ScriptDirectory(str(Path(d.app.root_path).parent / migrations))
+    heads = set(script.get_heads())
+    known = {revision.revision for revision in script.walk_revisions()}
+    try:
+        current = connected(d, lambda c: set(MigrationContext.configure(c).get_current_heads()))
+    except sa.exc.ProgrammingError as error:
+        message = str(error.orig or error).strip().splitlines()[0]
+        raise CheckFailed(message, HINT_SCHEMA_PRIVILEGES) from None
+    latest, at = ", ".join(sorted(heads)), ", ".join(sorted(current))
+    if current == heads:
+        return f"at the latest migration ({latest})"
+    if not current:
+        raise CheckFailed(f"no migration applied; latest is {latest}", HINT_SCHEMA_BEHIND)
+    if current - known:
+        raise CheckFailed(f"at {at}, unknown to this release (latest {latest})", HINT_SCHEMA_AHEAD)
+    raise CheckFailed(f"at {at}; latest is {latest}", HINT_SCHEMA_BEHIND)
 
-    def check_bucket(self, client: Any, bucket: str) -> str:
-        try:
-            bounded(lambda: client.head_bucket(Bucket=bucket), self.timeout * 2 + 1)
-        except (TimeoutError, FutureTimeout):
-            raise CheckFailed(f"no answer within {self.timeout:g} s", HINT_S3_TIMEOUT) from None
-        except Exception as error:
-            raise self._s3_failure(error) from None
-        return f"bucket {bucket} exists and is reachable"
 
-    def check_put_delete(self, client: Any, bucket: str) -> str:
-        key = f"doctor-probe/{uuid.uuid4().hex}.txt"
+def storage_call(function: Callable[[], T], seconds: float, hint: str) -> T:
+    """`function` bounded by `seconds`; S3's refusals name their cause, the rest get `hint`."""
+    try:
+        return bounded(function, seconds)
+    except TimeoutError:
+        raise CheckFailed(f"no answer within {seconds:g} s", hint) from None
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        detail = f"S3 says {code} (HTTP {status})"
+        raise CheckFailed(detail, S3_CODE_HINTS.get(code, HINT_S3_DENIED)) from None
+    except Exception as error:
+        raise CheckFailed(f"{type(error).__name__}: {error}", hint) from None
 
-        def put_and_delete() -> None:
-            client.put_object(Bucket=bucket, Key=key, Body=b"diary doctor probe")
-            client.delete_object(Bucket=bucket, Key=key)
 
-        try:
-            bounded(put_and_delete, self.timeout * 4 + 1)
-        except (TimeoutError, FutureTimeout):
-            raise CheckFailed(f"no answer within {self.timeout:g} s", HINT_S3_TIMEOUT) from None
-        except Exception as error:
-            raise self._s3_failure(error) from None
-        return f"wrote and deleted s3://{bucket}/{key}"
+def bucket_exists(d: Checkup) -> str:
+    storage_call(lambda: d.storage.check(d.timeout), d.timeout * 2 + 1, HINT_S3_TIMEOUT)
+    return f"{d.storage.describe()}: exists and is reachable"
 
-    def check_local(self, storage: LocalStorage) -> str:
-        try:
-            storage.check(self.timeout)
-        except OSError as error:
-            raise CheckFailed(
-                f"{storage.root}: {error.strerror or error}", HINT_LOCAL_STORAGE
-            ) from None
-        return f"{storage.root} is writable"
+
+def put_and_delete(d: Checkup, hint: str = HINT_S3_TIMEOUT) -> str:
+    written = storage_call(lambda: d.storage.probe(d.timeout), d.timeout * 4 + 1, hint)
+    return f"wrote and deleted {written}"
+
+
+def folder_writable(d: Checkup) -> str:
+    return put_and_delete(d, HINT_LOCAL_STORAGE)
+
+
+# --- the table ---------------------------------------------------------------------
+
+
+def on_a_server(d: Checkup) -> bool:
+    return d.url.get_backend_name() != "sqlite"
+
+
+def on_the_network(d: Checkup) -> bool:
+    return d.storage.endpoint is not None
+
+
+def in_a_folder(d: Checkup) -> bool:
+    return d.storage.endpoint is None
+
+
+@dataclass(frozen=True)
+class Step:
+    """A line of the report: `check` runs when every step it `needs` passed, else it is skipped.
+
+    `when` says whether this deployment has the step at all: it asks what the database
+    and the storage are (a server or a file, an endpoint or a folder), never their class.
+    """
+
+    name: str
+    check: Callable[[Checkup], str]
+    needs: tuple[str, ...] = ()
+    when: Callable[[Checkup], bool] = lambda d: True
+
+
+STEPS = (
+    # name, check, the steps it needs, when this deployment has it
+    Step("configuration", configuration),
+    Step("database host resolves", resolves(database_server), when=on_a_server),
+    Step(
+        "database port answers", answers(database_server), ("database host resolves",), on_a_server
+    ),
+    Step("database login", database_login, ("database port answers",)),
+    Step("database schema", database_schema, ("database login",)),
+    Step("s3 endpoint resolves", resolves(storage_server), when=on_the_network),
+    Step("s3 endpoint answers", answers(storage_server), ("s3 endpoint resolves",), on_the_network),
+    Step("s3 bucket exists", bucket_exists, ("s3 endpoint answers",), on_the_network),
+    Step("s3 put and delete", put_and_delete, ("s3 bucket exists",), on_the_network),
+    Step("storage folder writable", folder_writable, when=in_a_folder),
+)
+
+
+def attempt(step: Step, d: Checkup) -> Result:
+    started = time.perf_counter()
+    try:
+        status, detail, hint = "ok", step.check(d), None
+    except CheckFailed as outcome:
+        status, detail, hint = outcome.status, outcome.detail, outcome.hint
+    except Exception as error:
+        # An unforeseen failure is still a result, not a crash of the whole report.
+        status, detail, hint = "fail", f"{type(error).__name__}: {error}", None
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    return Result(step.name, status, ms, redact(detail), hint)
+
+
+def diagnose(app: Flask, timeout: float = DEFAULT_TIMEOUT) -> list[Result]:
+    """The steps this deployment has, in order."""
+    d = Checkup(app, timeout)
+    add_secret(d.url.password)
+    results: list[Result] = []
+    failed: dict[str, str] = {}  # a step that did not pass -> the step that failed first
+    for step in (step for step in STEPS if step.when(d)):
+        cause = next((failed[name] for name in step.needs if name in failed), None)
+        if cause:
+            result = Result(step.name, "skip", detail=f"skipped: {cause} failed")
+        else:
+            result = attempt(step, d)
+        if cause or result.failed:
+            failed[step.name] = cause or step.name
+        results.append(result)
+    return results
 
 
 # --- output -----------------------------------------------------------------
@@ -518,7 +498,7 @@ def report(results: list[Result], *, as_json: bool) -> None:
 @with_appcontext
 def doctor_command(timeout: float, as_json: bool) -> None:
     """Check configuration, database and storage from here; exit 1 if anything fails."""
-    results = Doctor(current_app._get_current_object(), timeout).run()  # type: ignore[attr-defined]
+    results = diagnose(current_app._get_current_object(), timeout)  # type: ignore[attr-defined]
     report(results, as_json=as_json)
     if any(result.failed for result in results):
         sys.exit(1)
@@ -541,13 +521,8 @@ def main(argv: list[str] | None = None) -> int:
             as_json="--json" in args,
         )
         return 1
-    return doctor_command.main(args=args, standalone_mode=False, obj=_script_info(app)) or 0
-
-
-def _script_info(app: Flask) -> Any:
-    from flask.cli import ScriptInfo
-
-    return ScriptInfo(create_app=lambda: app)
+    info = ScriptInfo(create_app=lambda: app)
+    return doctor_command.main(args=args, standalone_mode=False, obj=info) or 0
 
 
 if __name__ == "__main__":

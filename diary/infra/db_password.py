@@ -38,7 +38,7 @@ LOGIN_REFUSED_STATES = {"28P01", "28000"}
 NETWORK_HINT = (
     "with VPC egress (App Runner VPC connector, tasks in private subnets) the app reaches "
     "Secrets Manager only through a secretsmanager interface endpoint or a NAT gateway "
-    "(deploy/network-data.yaml: CreateInterfaceEndpoints=true)"
+    "(deploy/network-data.yaml makes it for both platforms)"
 )
 
 

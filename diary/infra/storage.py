@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -88,8 +89,21 @@ class Storage(Protocol):
         """Every stored object (`flask storage gc`)."""
         ...
 
+    @property
+    def endpoint(self) -> str | None:
+        """The URL the store is reached at, for the doctor to trace; None for a local folder."""
+        ...
+
     def check(self, timeout: float) -> None:
-        """Raise unless the store answers within `timeout` (readiness, doctor)."""
+        """Raise unless the store answers within `timeout` (readiness, doctor).
+
+        Unlike the calls above, this and probe() raise the backend's own error, so
+        the doctor can name the cause.
+        """
+        ...
+
+    def probe(self, timeout: float) -> str:
+        """Write a small object and delete it again (doctor); return where it was written."""
         ...
 
     def describe(self) -> str:
@@ -271,27 +285,41 @@ class S3Storage:
         endpoint = f" endpoint={self.endpoint_url}" if self.endpoint_url else ""
         return f"s3 bucket={self.bucket} region={self.client.meta.region_name}{endpoint}"
 
-    def probe_client(self, timeout: float) -> Any:
+    @property
+    def endpoint(self) -> str:
+        return self.client.meta.endpoint_url
+
+    def _probe_client(self, timeout: float) -> Any:
         """A client like `client` but bounded by `timeout` and without retries (health checks)."""
-        config = self.client.meta.config.merge(
-            Config(
-                connect_timeout=timeout,
-                read_timeout=timeout,
-                retries={"total_max_attempts": 1, "mode": "standard"},
+        if timeout not in self._probe_clients:
+            config = self.client.meta.config.merge(
+                Config(
+                    connect_timeout=timeout,
+                    read_timeout=timeout,
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                )
             )
-        )
-        return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
+            self._probe_clients[timeout] = boto3.session.Session().client(
+                "s3", endpoint_url=self.endpoint_url, config=config
+            )
+        return self._probe_clients[timeout]
 
     def check(self, timeout: float) -> None:
         """Raise unless the bucket answers a HEAD within `timeout` seconds (readiness)."""
-        client = self._probe_clients.get(timeout)
-        if client is None:
-            client = self._probe_clients[timeout] = self.probe_client(timeout)
-        client.head_bucket(Bucket=self.bucket)
+        self._probe_client(timeout).head_bucket(Bucket=self.bucket)
+
+    def probe(self, timeout: float) -> str:
+        key = f"doctor-probe/{uuid.uuid4().hex}.txt"
+        client = self._probe_client(timeout)
+        client.put_object(Bucket=self.bucket, Key=key, Body=b"diary doctor probe")
+        client.delete_object(Bucket=self.bucket, Key=key)
+        return f"s3://{self.bucket}/{key}"
 
 
 class LocalStorage:
     """Photos in a folder, served by the app itself after an ownership check."""
+
+    endpoint = None  # nothing on the network to trace
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -355,9 +383,12 @@ class LocalStorage:
 
     def check(self, timeout: float) -> None:
         """Raise unless the folder exists (or can be made) and is writable (readiness)."""
+        self.probe(timeout)
+
+    def probe(self, timeout: float) -> str:
         self.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-") as probe:
+            return probe.name
 
 
 def init_app(app: Flask) -> None:

@@ -12,8 +12,16 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Request handling: who is asking, errors, security headers, languages, blueprints."""
     from ..extensions import babel, csrf, limiter
-    from . import api, auth, errors, health, i18n, legacy, media, pages, security
+    from . import api, auth, errors, health, i18n, legacy, media, pages, request_deadline, security
+    from .proxies import TrustedProxies
 
+    # App Runner and the ECS load balancer terminate TLS one hop in front of us; their
+    # X-Forwarded-* are believed only from TRUSTED_PROXY_CIDRS (diary/web/proxies.py).
+    app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+        app.wsgi_app, app.config["TRUSTED_PROXY_CIDRS"]
+    )
+
+    request_deadline.init_app(app)
     auth.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -1,4 +1,4 @@
-"""image sizes (issue 4: photos)
+"""image sizes: display size and thumbnail beside each original
 
 Each photo gains a display size and a thumbnail stored beside the original.
 Photos stored before this have none until `flask --app diary storage backfill`.

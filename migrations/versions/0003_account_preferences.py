@@ -1,4 +1,4 @@
-"""account preferences (issue 3: browser experience)
+"""account preferences: time zone, language, session epoch
 
 Reserved in the revision chain so parallel work never makes two heads;
 adds the user's time zone, language and session epoch.

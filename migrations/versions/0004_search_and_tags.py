@@ -1,4 +1,4 @@
-"""search and tags (issue 6: diary features)
+"""search and tags: entry terms, entry tags, import keys
 
 Adds entry_terms (character bigrams for search), entry_tags (#tags) and
 entry_imports (idempotent imports), and fills the first two for the entries

@@ -36,8 +36,8 @@ def _json(schema_name: str, description: str) -> dict[str, Any]:
     }
 
 
-# Tags, export and import (issue 6).
-FEATURE_PATHS: dict[str, Any] = {
+# Tags, export and import.
+ARCHIVE_AND_TAG_PATHS: dict[str, Any] = {
     "/api/v1/tags": {
         "get": {
             "operationId": "listTags",
@@ -210,7 +210,7 @@ DOCUMENT: dict[str, Any] = {
                 },
             },
         },
-        **FEATURE_PATHS,
+        **ARCHIVE_AND_TAG_PATHS,
         "/": {
             "get": {
                 "operationId": "legacyList",

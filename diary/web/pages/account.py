@@ -24,19 +24,14 @@ from ...errors import InvalidInput
 from ...extensions import limiter, login_manager
 from ...models import User
 from ..api.archive import export_response
+from . import throttling
 from .common import bp, safe_next, show_error
 from .forms import LoginForm, PasswordForm, ProfileForm, SignupForm
 
 SESSION_EPOCH = "epoch"
-
-
-def _failed_sign_in(response: Response) -> bool:
-    # Only failures count, so someone who signs in often is never locked out.
-    return response.status_code != 302
-
-
-def _account_key() -> str:
-    return "account:" + accounts.normalise_email(request.form.get("email", ""))
+# The problem+json detail for API-style clients; browsers get the translated error page.
+SIGNIN_THROTTLED = "Too many failed sign-ins. Wait until Retry-After has passed and try again."
+SIGNUP_THROTTLED = "Too many sign-up attempts. Wait until Retry-After has passed and try again."
 
 
 def _begin_session(user: User) -> None:
@@ -51,15 +46,28 @@ def _begin_session(user: User) -> None:
     lambda: current_app.config["SIGNIN_LIMIT_PER_ADDRESS"],
     key_func=get_remote_address,
     methods=["POST"],
-    deduct_when=_failed_sign_in,
+    deduct_when=throttling.failed_sign_in,
+    exempt_when=throttling.trusted_device,
     scope="signin-address",
+    error_message=SIGNIN_THROTTLED,
 )
 @limiter.limit(
     lambda: current_app.config["SIGNIN_LIMIT_PER_ACCOUNT"],
-    key_func=_account_key,
+    key_func=throttling.account_key,
     methods=["POST"],
-    deduct_when=_failed_sign_in,
+    deduct_when=throttling.failed_sign_in,
+    exempt_when=throttling.trusted_device,
     scope="signin-account",
+    error_message=SIGNIN_THROTTLED,
+)
+@limiter.limit(
+    lambda: current_app.config["SIGNIN_LIMIT_PER_DEVICE"],
+    key_func=throttling.device_key,
+    methods=["POST"],
+    deduct_when=throttling.failed_sign_in,
+    exempt_when=throttling.untrusted_device,
+    scope="signin-device",
+    error_message=SIGNIN_THROTTLED,
 )
 def login() -> str | Response | tuple[str, int]:
     if current_user.is_authenticated:
@@ -75,7 +83,9 @@ def login() -> str | Response | tuple[str, int]:
         else:
             if user is not None:
                 _begin_session(user)
-                return redirect(safe_next(request.args.get("next")))
+                response = redirect(safe_next(request.args.get("next")))
+                throttling.remember_device(response, user.email)
+                return response
             form.password.errors.append(gettext("Email or password is not right."))
             status = 401
     elif form.errors:
@@ -97,6 +107,22 @@ def logout() -> Response:
 
 
 @bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["SIGNUP_LIMIT_PER_ADDRESS"],
+    key_func=get_remote_address,
+    methods=["POST"],
+    exempt_when=throttling.signup_disabled,
+    scope="signup-address",
+    error_message=SIGNUP_THROTTLED,
+)
+@limiter.limit(
+    lambda: current_app.config["SIGNUP_LIMIT_GLOBAL"],
+    key_func=throttling.everyone,
+    methods=["POST"],
+    exempt_when=throttling.signup_disabled,
+    scope="signup-global",
+    error_message=SIGNUP_THROTTLED,
+)
 def signup() -> str | Response | tuple[str, int]:
     if not current_app.config["ALLOW_SIGNUP"]:
         abort(404)
@@ -145,20 +171,28 @@ def settings() -> str | Response | tuple[str, int]:
 @login_required
 def password() -> str | Response | tuple[str, int]:
     form = PasswordForm()
+    live_tokens = [token for token in accounts.list_tokens(current_user) if not token.revoked_at]
     if form.validate_on_submit():
         try:
-            accounts.change_password(
-                current_user, form.current_password.data or "", form.new_password.data or ""
+            revoked = accounts.change_password(
+                current_user,
+                form.current_password.data or "",
+                form.new_password.data or "",
+                revoke_tokens=bool(form.revoke_tokens.data),
             )
         except InvalidInput as error:
             show_error(form, error, "new_password")
-            return render_template("pages/password.html", form=form), error.status
+            return render_template(
+                "pages/password.html", form=form, live_tokens=live_tokens
+            ), error.status
         # Other browsers are signed out; this one continues with the new epoch.
         session[SESSION_EPOCH] = current_user.session_epoch
         flash(gettext("Password changed. Other browsers have been signed out."))
+        if revoked:
+            flash(gettext("API tokens revoked: %(count)s.", count=revoked))
         return redirect(url_for("pages.settings"))
     status = 400 if form.errors else 200
-    return render_template("pages/password.html", form=form), status
+    return render_template("pages/password.html", form=form, live_tokens=live_tokens), status
 
 
 @bp.get("/settings/export")

@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from datetime import date
 from itertools import groupby
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, url_for
 from flask_babel import get_timezone
 from flask_wtf import FlaskForm
+from werkzeug.urls import iri_to_uri
 from wtforms import Field
 
 from ...errors import InvalidInput
@@ -25,10 +26,56 @@ bp = Blueprint("pages", __name__)
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site paths: an open redirect after sign-in is a phishing aid."""
-    if target and target.startswith("/") and not urlsplit(target).netloc and "\\" not in target:
+    """Only same-site paths: an open redirect after sign-in is a phishing aid.
+
+    Browsers are lenient: they drop tabs and newlines anywhere, strip leading
+    spaces and control characters, read a backslash as a slash and any run of
+    slashes after the scheme as the start of a host, and Werkzeug rewrites the
+    Location it sends (`iri_to_uri` turns "////evil.example" into
+    "//evil.example"). So the target is judged as sent, as typed, and
+    percent-decoded until it stops changing; every form must be a plain path
+    of this site, or the reader goes to the timeline instead.
+    """
+    if target and all(_is_local_path(form) for form in _readings(target)):
         return target
     return url_for("legacy.index")
+
+
+# A readable next path is far shorter; decoding more layers than this is an attack.
+_MAX_NEXT_LENGTH = 2048
+_MAX_DECODINGS = 4
+
+
+def _readings(target: str) -> list[str]:
+    """The target as typed, as Werkzeug will send it, and each percent-decoded layer."""
+    if len(target) > _MAX_NEXT_LENGTH:
+        return [""]
+    readings = [target]
+    for _ in range(_MAX_DECODINGS):
+        once = unquote(readings[-1])
+        if once == readings[-1]:
+            break
+        readings.append(once)
+    else:
+        return [""]  # still changing: nobody encodes a path that many times
+    try:
+        return [*readings, *(iri_to_uri(reading) for reading in readings)]
+    except ValueError:  # a "port" that is no number, say
+        return [""]
+
+
+def _is_local_path(path: str) -> bool:
+    # Unprintable covers C0/C1 controls, tabs and newlines, Unicode spaces and
+    # invisible format characters, all of which a browser may drop or bend.
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return False
+    if not path.isprintable():
+        return False
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc:
+        return False
+    # No dot segments: "/.//evil" and "/..//evil" collapse to "//evil" in a path.
+    return not any(segment in (".", "..") for segment in parts.path.split("/"))
 
 
 def photo_url(image: Image | PhotoView, size: str = "original") -> str:

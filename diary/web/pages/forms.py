@@ -11,6 +11,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from wtforms import (
+    BooleanField,
     EmailField,
     FileField,
     MultipleFileField,
@@ -145,6 +146,9 @@ class PasswordForm(Form):
         _l("New password again"),
         validators=[EqualTo("new_password", message=_l("The two passwords differ."))],
     )
+    # Ticked at first: a password is mostly changed because it may have leaked,
+    # and whoever knew it could have made a token that would outlive the change.
+    revoke_tokens = BooleanField(_l("Also revoke all my API tokens"), default=True)
 
 
 class TokenForm(Form):

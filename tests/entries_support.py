@@ -1,4 +1,4 @@
-"""Helpers for the feature tests (search, tags, calendar, export/import, retention)."""
+"""Helpers for tests of search, tags, calendar, archive and maintenance: entries made directly."""
 
 from __future__ import annotations
 

@@ -1,0 +1,72 @@
+"""Believe X-Forwarded-For and X-Forwarded-Proto only from the platform's proxy.
+
+A client that reaches gunicorn directly can send any X-Forwarded-For it likes.
+Trusting it from every peer let one client rotate the header and never meet the
+sign-in throttle (it counts per client address). So the forwarded headers are
+applied only when the peer (REMOTE_ADDR) is inside TRUSTED_PROXY_CIDRS; from
+anyone else they are ignored and the peer's own address is the client's.
+gunicorn.conf.py gives gunicorn's forwarded_allow_ips the same list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+SETTING = "TRUSTED_PROXY_CIDRS"
+
+
+def parse_networks(value: str | Iterable[str], name: str = SETTING) -> tuple[Network, ...]:
+    """Comma-separated CIDRs (or single addresses) as networks; ConfigError names `name`.
+
+    Strict, as gunicorn's own check is: 10.0.0.1/8 (host bits set) is refused
+    rather than silently read as 10.0.0.0/8.
+    """
+    from ..config import ConfigError
+
+    items = value.split(",") if isinstance(value, str) else list(value)
+    networks = []
+    for item in (str(each).strip() for each in items):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be a comma-separated list of CIDRs such as 10.40.0.0/16, got {item!r}"
+            ) from None
+    return tuple(networks)
+
+
+def peer_is_trusted(address: str | None, networks: Iterable[Network]) -> bool:
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    # A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
+class TrustedProxies:
+    """ProxyFix (one proxy hop, X-Forwarded-For and -Proto) for trusted peers only."""
+
+    def __init__(self, app: WSGIApplication, networks: Iterable[Network]) -> None:
+        self.app = app
+        self.networks = tuple(networks)
+        self.behind_proxy = ProxyFix(app, x_for=1, x_proto=1)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if peer_is_trusted(environ.get("REMOTE_ADDR"), self.networks):
+            return self.behind_proxy(environ, start_response)
+        return self.app(environ, start_response)
