@@ -16,6 +16,7 @@ import re
 MAX_ID = 2**31 - 1
 
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # C0 controls (NUL, tab, newline, ESC, ...), DEL and lone surrogates.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # ASCII only: str.isdigit() also takes "²", which int() refuses; and a bound,
@@ -26,6 +27,15 @@ _WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 def storable(text: str) -> bool:
     """False for text no column can hold: with a NUL or a lone surrogate."""
     return _UNSTORABLE.search(text) is None
+
+
+def without_surrogates(text: str) -> str:
+    """Lone surrogates replaced by U+FFFD, as Werkzeug decodes undecodable bytes in a form.
+
+    For JSON that stands in for a form: echoed back into a page, a lone
+    surrogate failed the response's UTF-8 encoding.
+    """
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def single_line(text: str) -> bool:

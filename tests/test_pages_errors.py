@@ -120,6 +120,7 @@ def browser(client, user):
     return client
 
 
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
 # Each case builds its request afresh: file objects cannot be reused across backends.
 SIGN_IN_ATTEMPTS = [
     # Flask-WTF merged file parts into the form: the address reached the rules as a file.
@@ -131,12 +132,19 @@ SIGN_IN_ATTEMPTS = [
         "Send this as text, not as a file.",
         id="email-as-a-file-part",
     ),
-    # and read a JSON body as the form: a number for the address.
+    # and read a JSON body as the form: a number for the address,
     pytest.param(
         lambda: {"json": {"email": 1, "password": "x"}},
         "email",
-        "This field is required.",
-        id="json",
+        "Send this as a string.",
+        id="json-number",
+    ),
+    # or nothing at all: json.loads gave up (RecursionError).
+    pytest.param(
+        lambda: {"data": DEEP_JSON, "content_type": "application/json"},
+        None,
+        "The JSON is nested too deeply.",
+        id="json-100k-deep",
     ),
     pytest.param(
         lambda: {"data": {"email": "writer\x00@example.com", "password": "x"}},
@@ -154,7 +162,21 @@ def test_a_sign_in_the_form_cannot_read_is_a_400_next_to_the_field(
     response = client.post("/login", headers=ENGLISH, **request_kwargs())
 
     assert response.status_code == 400
-    assert message in field_error(response.text, field)
+    shown = field_error(response.text, field) if field else main_text(response.text)
+    assert message in shown
+
+
+def test_a_json_sign_in_with_a_lone_surrogate_is_read_like_undecodable_form_bytes(client, user):
+    # Echoed into the page, the surrogate failed the response's UTF-8 encoding.
+    response = client.post(
+        "/login",
+        data=b'{"email": "writer\\ud800@example.com", "password": "x"}',
+        content_type="application/json",
+        headers=ENGLISH,
+    )
+
+    assert response.status_code == 401
+    assert 'value="writer\ufffd@example.com"' in response.text
 
 
 @pytest.mark.parametrize(

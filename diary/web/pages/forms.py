@@ -6,7 +6,6 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from flask import request
-from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import CombinedMultiDict, MultiDict
@@ -23,18 +22,24 @@ from wtforms import (
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from ...accounts import MAX_DISPLAY_NAME, MIN_PASSWORD_LENGTH
+from ...errors import InvalidInput
+from ...inputs import without_surrogates
 
 REQUIRED = _l("This field is required.")
+NOT_A_FILE = _l("Send this as text, not as a file.")
+NOT_TEXT = _l("Send this as a string.")
 
 
 class Form(FlaskForm):
-    """A page form that reads a browser's form: text parts for text fields, files for file fields.
+    """A page form whose text fields only ever hold text.
 
     Flask-WTF merges request.files into the form data, so a file part named
-    `email` reached the rules as a file object, and it reads a JSON body as
-    form data (a number for the email; a JSON body nested 100,000 deep failed
-    in json.loads): each a 500. Here a JSON body is not read, and a text field
-    sent as a file is refused next to the field.
+    `email` reached the rules as a file object; it reads a JSON body as form
+    data, so `{"email": 1}` reached them as a number, and a body nested
+    100,000 deep failed in json.loads: each a 500. Here file parts reach
+    only file fields, a JSON body (sign-in scripts post one) gives only its
+    strings (and booleans to checkboxes), and a field sent as anything else
+    is refused next to it.
     """
 
     class Meta(FlaskForm.Meta):
@@ -43,23 +48,44 @@ class Form(FlaskForm):
                 return formdata  # chosen by the view (None: an empty form)
             if not form.is_submitted():
                 return None
-            file_fields = {field.name for field in form if isinstance(field, FileField)}
-            files = MultiDict(
-                [
-                    (name, file)
-                    for name, file in request.files.items(multi=True)
-                    if name in file_fields
-                ]
-            )
+            form.refused = {}
+            if request.is_json:
+                return _json_members(form)
+            files = MultiDict()
+            for field in form:
+                if field.name not in request.files:
+                    continue
+                if isinstance(field, FileField):
+                    files.setlist(field.name, request.files.getlist(field.name))
+                else:
+                    form.refused[field.name] = NOT_A_FILE
             return CombinedMultiDict((files, request.form))
 
     def validate(self, extra_validators: Any = None) -> bool:
         valid = super().validate(extra_validators)
-        for field in self:
-            if not isinstance(field, FileField) and field.name in request.files:
-                field.errors = [gettext("Send this as text, not as a file.")]
-                valid = False
+        for name, message in getattr(self, "refused", {}).items():
+            self[name].errors = [str(message)]
+            valid = False
         return valid
+
+
+def _json_members(form: Form) -> MultiDict[str, Any]:
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # `silent` covers only ValueError
+        raise InvalidInput("body", "The JSON is nested too deeply.") from None
+    members: MultiDict[str, Any] = MultiDict()
+    for field in form:
+        if not isinstance(body, dict) or field.name not in body:
+            continue
+        value = body[field.name]
+        if isinstance(value, str):
+            members.add(field.name, without_surrogates(value))
+        elif isinstance(field, BooleanField) and isinstance(value, bool):
+            members.add(field.name, value)
+        else:
+            form.refused[field.name] = NOT_TEXT
+    return members
 
 
 class LoginForm(Form):

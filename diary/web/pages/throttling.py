@@ -28,6 +28,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from ... import accounts
+from ...inputs import storable
 
 DEVICE_COOKIE = "diary_device"
 DEVICE_COOKIE_LIFETIME = timedelta(days=365)
@@ -41,7 +42,10 @@ def submitted_email() -> str:
     if request.form or request.files:
         email: Any = request.form.get("email", "")
     elif request.is_json:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # the form refuses the body; here it only has no email
+            body = None
         email = body.get("email", "") if isinstance(body, dict) else ""
     else:
         email = ""
@@ -50,7 +54,8 @@ def submitted_email() -> str:
 
 def account_key() -> str:
     email = submitted_email()
-    if len(email) > _LONGEST_EMAIL:
+    # A NUL or a lone surrogate cannot be a key in database:// storage (PostgreSQL).
+    if len(email) > _LONGEST_EMAIL or not storable(email):
         email = "sha256:" + hashlib.sha256(email.encode("utf-8", "replace")).hexdigest()
     return "account:" + email
 
