@@ -197,6 +197,12 @@ PHOTO = {
         ({"entries.json": b'{"format": "diary-export", "version": 1, "entries": {}}'}, "list"),
         ({"entries.json": entries_json(GOOD, {"text": "no time"})}, "created_at"),
         ({"entries.json": entries_json(GOOD, {**GOOD, "created_at": "yesterday"})}, "ISO 8601"),
+        (
+            {"entries.json": entries_json(GOOD, {**GOOD, "created_at": "0001-01-01T00:00+14:00"})},
+            "created_at is out of range",
+        ),
+        ({"entries.json": b'{"entries": [' * 50_000}, "not valid UTF-8 JSON"),
+        ({"entries.json": b'{"entries": [{"n": %s}]}' % (b"9" * 5000)}, "not valid UTF-8 JSON"),
         ({"entries.json": entries_json(GOOD, {**GOOD, "text": 5})}, "text must be a string"),
         ({"entries.json": entries_json(GOOD, {**GOOD, "text": ""})}, "Write something"),
         ({"entries.json": entries_json(GOOD, PHOTO)}, "not in the archive"),

@@ -72,6 +72,8 @@ def test_values_come_out_as_json_loads_reads_them_whatever_the_piece_size(
         (b'{"a": [1, 2', "expected , or ]"),
         (b'{"a": "\xff"}', "not UTF-8"),
         (b"", "Expecting value"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b"[" + b"1" * 5000 + b"]", "Exceeds the limit"),
     ],
 )
 def test_what_is_not_json_is_a_json_error(data, message):

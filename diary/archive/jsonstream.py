@@ -128,6 +128,10 @@ class JsonReader:
                     raise JsonError(
                         f"{error.msg} at character {self._dropped + error.pos + 1}"
                     ) from None
+            except RecursionError:
+                raise self._error("arrays or objects nested too deeply") from None
+            except ValueError as error:  # an integer of more digits than Python converts
+                raise self._error(str(error).split(";")[0]) from None
             else:
                 # A number at the end of the text may go on in the next piece.
                 if end - self._at > self.max_value_chars:

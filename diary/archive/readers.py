@@ -103,7 +103,16 @@ def _parse_time(value: Any, label: Phrase, name: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         raise InvalidInput("file", "%(label)s: %(name)s has no time zone.", label=label, name=name)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00
+        raise InvalidInput(
+            "file",
+            "%(label)s: %(name)s is out of range: %(value)r.",
+            label=label,
+            name=name,
+            value=value[:40],
+        ) from None
 
 
 def _text(value: Any, label: Phrase) -> str:
