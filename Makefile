@@ -80,7 +80,7 @@ check-migrations: $(STAMP)
 # The compiled .mo files are committed, so installing needs no build step.
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F diary/translations/babel.cfg -k lazy_gettext -k _l -k N_ \
-		-k InvalidInput:2 -k UnsupportedMedia:2 -k ContentTooLarge:2 -k NotFound:2 \
+		-k InvalidInput:2 -k UnsupportedMedia:2 -k ContentTooLarge:2 -k NotFound:2 -k Phrase \
 		--no-location --sort-output --omit-header -o diary/translations/messages.pot .
 	$(BIN)/pybabel update -i diary/translations/messages.pot -d diary/translations \
 		--no-fuzzy-matching --ignore-obsolete

@@ -30,6 +30,8 @@ KEYWORDS = {
     "UnsupportedMedia": (2,),
     "ContentTooLarge": (2,),
     "NotFound": (2,),
+    # Parts of refusals with their own template (which record an import refuses).
+    "Phrase": None,
 }
 
 
@@ -118,3 +120,19 @@ def test_the_api_keeps_english_whatever_the_client_prefers(client, auth):
 
     assert response.status_code == 400
     assert response.get_json()["detail"] == "The text is longer than 20000 characters."
+
+
+def test_a_refusal_naming_a_record_is_translated_whole(app):
+    """The record's label and the refusal inside it are templates too (diary.errors.Phrase)."""
+    from diary.errors import InvalidInput, Phrase
+
+    error = InvalidInput(
+        "file",
+        "%(label)s: %(error)s",
+        label=Phrase("entry %(n)s", n=3),
+        error=InvalidInput("text", "Write something or add a photo."),
+    )
+
+    with app.test_request_context(headers=JAPANESE):
+        assert error.message == "entry 3: Write something or add a photo."
+        assert error.translated() == "エントリー 3: 何か書くか、写真を追加してください。"
