@@ -103,8 +103,8 @@ def test_tag_pages_list_the_tags_and_their_entries(
     add_entry(app, user, "#dinner out")
     sign_in(client, user.email)
     tag_list = page(client, "/tags")
-    assert '#朝ごはん</a> <span class="count">2</span>' in tag_list
-    assert '#dinner</a> <span class="count">1</span>' in tag_list
+    assert '#朝ごはん <span class="count">2</span></a>' in tag_list
+    assert '#dinner <span class="count">1</span></a>' in tag_list
     tag_page = page(client, "/tags/朝ごはん")
     assert "パン屋さん" in tag_page and "ご飯と味噌汁" in tag_page
     assert "dinner out" not in tag_page

@@ -59,13 +59,17 @@ def _image_ids(name: str) -> list[int]:
     return [int(value) for value in values]
 
 
-def _image_order(image_ids: list[int]) -> list[int]:
-    """Ids sorted by the position numbers typed next to each photo (ties keep page order)."""
-    positions: dict[int, int] = {}
-    for number, image_id in enumerate(image_ids):
-        raw = request.form.get(f"position-{image_id}", "").strip()
-        positions[image_id] = int(raw) if raw.isdigit() else number + 1
-    return sorted(image_ids, key=lambda image_id: positions[image_id])
+def _moved(order: list[int], move: str) -> list[int]:
+    """`order` with one photo moved a place: `move` is "<image id>:up" or "<image id>:down"."""
+    raw_id, _, direction = move.partition(":")
+    order = list(order)
+    if not raw_id.isdigit() or int(raw_id) not in order or direction not in ("up", "down"):
+        return order
+    here = order.index(int(raw_id))
+    there = here - 1 if direction == "up" else here + 1
+    if 0 <= there < len(order):
+        order[here], order[there] = order[there], order[here]
+    return order
 
 
 @bp.route("/entries/<int:entry_id>/edit", methods=["GET", "POST"])
@@ -73,6 +77,23 @@ def _image_order(image_ids: list[int]) -> list[int]:
 def edit(entry_id: int) -> str | BaseResponse | tuple[str, int]:
     entry = entries.get_entry(current_user, entry_id)
     form = EditEntryForm(obj=entry)
+    images = list(entry.images)
+    if request.method == "POST":
+        # Shown again (after a move or a refusal), the photos keep the order on the form.
+        by_id = {image.id: image for image in images}
+        posted = [value for value in request.form.getlist("image") if value.isdigit()]
+        if sorted(int(value) for value in posted) == sorted(by_id):
+            order = [int(value) for value in posted]
+            if "move" in request.form:
+                order = _moved(order, request.form["move"])
+            images = [by_id[image_id] for image_id in order]
+    if request.method == "POST" and "move" in request.form:
+        # A move arrow without JavaScript: the form again with the photo moved and what
+        # was typed kept; nothing is saved until Save.
+        removing = set(request.form.getlist("remove"))
+        return render_template(
+            "pages/edit.html", form=form, entry=entry, images=images, removing=removing
+        )
     if form.validate_on_submit():
         try:
             entries.update_entry(
@@ -81,18 +102,21 @@ def edit(entry_id: int) -> str | BaseResponse | tuple[str, int]:
                 form.text.data,
                 uploads=request.files.getlist("file"),
                 remove_image_ids=_image_ids("remove"),
-                image_order=_image_order(_image_ids("image")),
+                # The order of the photos on the form, as the arrows (or dragging) left it.
+                image_order=_image_ids("image"),
             )
         except InvalidInput as error:
             show_error(form, error, "text")
             removing = set(request.form.getlist("remove"))
             return render_template(
-                "pages/edit.html", form=form, entry=entry, removing=removing
+                "pages/edit.html", form=form, entry=entry, images=images, removing=removing
             ), error.status
         flash(gettext("Saved."))
         return redirect(url_for("pages.entry", entry_id=entry_id))
     status = 400 if form.errors else 200
-    return render_template("pages/edit.html", form=form, entry=entry, removing=set()), status
+    return render_template(
+        "pages/edit.html", form=form, entry=entry, images=images, removing=set()
+    ), status
 
 
 @bp.post("/entries/<int:entry_id>/delete")
