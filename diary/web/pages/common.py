@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import date
-from itertools import groupby
+from itertools import groupby, pairwise
 from typing import TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -21,6 +21,7 @@ from ...errors import InvalidInput
 from ...infra.storage import current_storage
 from ...markdown import plain_text
 from ...models import Entry, Image
+from ...tags import tag_spans
 from ...timeline import EntryView, PhotoView
 
 E = TypeVar("E", Entry, EntryView)
@@ -76,9 +77,27 @@ def text_lang(text: str) -> str | None:
     return "ja" if _KANA.search(text or "") else None
 
 
-def entry_excerpt(text: str, query: str | None) -> list[tuple[str, bool]]:
-    """Template helper: a piece of the entry's words, Markdown syntax removed, matches marked."""
-    return search.excerpt(plain_text(text), query)
+def entry_excerpt(text: str, query: str | None) -> list[tuple[str, bool, int | None]]:
+    """Template helper: a piece of the entry's words, Markdown syntax removed.
+
+    As (piece, is_match, tag) pieces: `tag` numbers the #tag a piece belongs to
+    (None outside tags), so the page can keep each tag on one line even where a
+    match marks only part of it.
+    """
+    pieces = search.excerpt(plain_text(text), query)
+    joined = "".join(piece for piece, _ in pieces)
+    tags = [(start, end) for start, end, _ in tag_spans(joined)]
+    cuts = sorted({cut for span in tags for cut in span})
+    result: list[tuple[str, bool, int | None]] = []
+    position = 0
+    for piece, hit in pieces:
+        end = position + len(piece)
+        bounds = [position, *(cut for cut in cuts if position < cut < end), end]
+        for start, stop in pairwise(bounds):
+            tag = next((n for n, (a, b) in enumerate(tags) if a <= start and stop <= b), None)
+            result.append((joined[start:stop], hit, tag))
+        position = end
+    return result
 
 
 def month_name(month: str | date) -> str:
