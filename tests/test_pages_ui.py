@@ -104,6 +104,14 @@ def test_calendar_and_search_excerpts_are_plain_text_with_the_match_marked(app, 
     assert "Dinner with friends in Kyoto tea after" in main_text(month)
 
 
+def test_a_tag_in_an_excerpt_is_kept_on_one_line_with_the_match_marked(app, browser, user):
+    add_entry(app, user, "お寺めぐり #京都 の一日")
+
+    html = page(browser, "/search?q=京都")
+
+    assert 'お寺めぐり <span class="tag-text">#<mark>京都</mark></span> の一日' in html
+
+
 def test_search_results_show_thumbnails_of_the_photos(app, browser, user):
     entry_id = add_entry(
         app, user, "picnic by the river", photos=(image_bytes(), image_bytes(color="red"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import current_user, login_required
@@ -9,6 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ... import entries
 from ...errors import InvalidInput
+from ...models import Image
 from ...timeline import DEFAULT_PAGE_SIZE, list_entries, parse_cursor
 from .common import bp, group_by_day, show_error
 from .forms import EditEntryForm, EntryForm
@@ -72,21 +75,25 @@ def _moved(order: list[int], move: str) -> list[int]:
     return order
 
 
+def _in_form_order(images: Sequence[Image]) -> list[Image]:
+    """The entry's photos in the order the posted form lists them, moved a place if a
+    move arrow sent it; the stored order when the form lists other photos (or none)."""
+    by_id = {image.id: image for image in images}
+    posted = [int(value) for value in request.form.getlist("image") if value.isdigit()]
+    if sorted(posted) != sorted(by_id):
+        return list(images)
+    if "move" in request.form:
+        posted = _moved(posted, request.form["move"])
+    return [by_id[image_id] for image_id in posted]
+
+
 @bp.route("/entries/<int:entry_id>/edit", methods=["GET", "POST"])
 @login_required
 def edit(entry_id: int) -> str | BaseResponse | tuple[str, int]:
     entry = entries.get_entry(current_user, entry_id)
     form = EditEntryForm(obj=entry)
-    images = list(entry.images)
-    if request.method == "POST":
-        # Shown again (after a move or a refusal), the photos keep the order on the form.
-        by_id = {image.id: image for image in images}
-        posted = [value for value in request.form.getlist("image") if value.isdigit()]
-        if sorted(int(value) for value in posted) == sorted(by_id):
-            order = [int(value) for value in posted]
-            if "move" in request.form:
-                order = _moved(order, request.form["move"])
-            images = [by_id[image_id] for image_id in order]
+    # Shown again (after a move or a refusal), the photos keep the order on the form.
+    images = _in_form_order(entry.images)
     if request.method == "POST" and "move" in request.form:
         # A move arrow without JavaScript: the form again with the photo moved and what
         # was typed kept; nothing is saved until Save.
