@@ -163,7 +163,8 @@ def test_a_day_with_the_diary(tab, site, account, tmp_path):
     follow(page, "Settings")
     page.get_by_label("Language").select_option("ja")
     page.get_by_role("button", name="Save").click()
-    assert page.get_by_text("設定を保存しました。").is_visible()
+    # The form posts and the page comes back at the same address: wait for the message.
+    page.get_by_text("設定を保存しました。").wait_for()
     page.shot("settings-in-japanese")
     follow(page, "タイムライン")
     assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日", page.locator(".day h2").inner_text())
@@ -188,14 +189,14 @@ def test_a_day_with_the_diary(tab, site, account, tmp_path):
     follow(page, "ゴミ箱")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="完全に削除").click()
-    assert page.get_by_text("写真とともに完全に削除しました。").is_visible()
+    page.get_by_text("写真とともに完全に削除しました。").wait_for()
     assert page.get_by_text("ゴミ箱は空です。").is_visible()
     page.shot("deleted-forever")
     assert page.request.get(photo_src).status == 404
 
     # Signing out ends the session; signed out, the browser's language (English) applies.
     follow(page, "サインアウト", role="button")
-    assert page.get_by_text("Signed out.").is_visible()
+    page.get_by_text("Signed out.").wait_for()
     page.goto("/settings")
     assert "/login" in page.url
 
