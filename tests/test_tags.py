@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from diary.models import User
-from diary.tags import extract_tags
+from diary.tags import extract_tags, tag_spans
 
 from .features_support import add_entry
 from .pages_support import page, sign_in
@@ -32,6 +32,9 @@ from .pages_support import page, sign_in
 )
 def test_tags_are_the_hash_words_of_the_text(text: str, tags: list[str]) -> None:
     assert extract_tags(text) == tags
+    # The links in the rendered text point at the same tags, found in the text as typed.
+    linked = [tag for _start, _end, tag in tag_spans(text)]
+    assert list(dict.fromkeys(linked)) == tags
 
 
 def listed(client: FlaskClient, auth: dict[str, str], **params: str) -> list[str]:
