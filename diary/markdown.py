@@ -15,6 +15,7 @@ rel="noopener noreferrer nofollow" from nh3.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import quote
 
 import nh3
@@ -108,9 +109,30 @@ _parser.core.ruler.push("link_tags", _link_tags)
 _SPACES = re.compile(r"\s+")
 
 
+# Rendering is a pure function of the text, so the HTML of recent texts is kept
+# by the text itself: nothing can make it stale, so nothing ever invalidates it.
+# A timeline shows the same entries on every visit; parsing and sanitizing 20 of
+# them was a third of the page's cost. Only texts up to MEMO_MAX_CHARS are
+# kept, so the memo holds a few MB per process at the very most.
+MEMO_SIZE = 1024
+MEMO_MAX_CHARS = 2000
+
+
 def render_markdown(text: str) -> Markup:
     """Safe HTML for an entry's text."""
-    html = _parser.render(text or "")
+    text = text or ""
+    if len(text) <= MEMO_MAX_CHARS:
+        return _remembered_html(text)
+    return _render(text)
+
+
+@lru_cache(maxsize=MEMO_SIZE)
+def _remembered_html(text: str) -> Markup:
+    return _render(text)
+
+
+def _render(text: str) -> Markup:
+    html = _parser.render(text)
     clean = nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -17,7 +17,7 @@ from diary.markdown import plain_text, render_markdown
 from diary.models import Image
 
 from .conftest import image_bytes
-from .features_support import add_entry
+from .entries_support import add_entry
 from .pages_support import BROWSER, ENGLISH, JAPANESE, entry_row, main_text, page, sign_in
 
 

@@ -22,12 +22,14 @@ def timeline() -> str:
     """The timeline, reached at `/` by browsers (see legacy.index): newest first, by day."""
     cursor = parse_cursor(request.args.get("before"))
     page = list_entries(current_user, limit=DEFAULT_PAGE_SIZE, cursor=cursor)
+    first_page = cursor is None
     return render_template(
         "pages/timeline.html",
         page=page,
         days=group_by_day(page.items),
-        form=EntryForm(),
-        first_page=cursor is None,
+        # Only an empty diary shows the form, for its first entry.
+        form=EntryForm() if first_page and not page.items else None,
+        first_page=first_page,
     )
 
 
