@@ -20,8 +20,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
+# A random SECRET_KEY for this checkout, written once and kept (instance/ is
+# git-ignored), so sessions survive restarts and the `flask --app diary ...`
+# commands `make run` prints work as printed. Production takes SECRET_KEY from
+# the environment and refuses to start without it.
+instance/config.py:
+	@mkdir -p instance
+	@umask 077 && $(PYTHON) -c 'import secrets; print(f"SECRET_KEY = {secrets.token_hex(32)!r}")' > $@
+	@echo "wrote $@ with a random SECRET_KEY"
+
 ## run: set up, migrate the embedded SQLite database and serve on http://127.0.0.1:8080
-run: $(STAMP)
+run: $(STAMP) instance/config.py
 	FLASK_DEBUG=1 $(BIN)/flask db upgrade
 	@echo
 	@echo "diary on http://127.0.0.1:8080 (SQLite and photos in ./instance)"
@@ -80,7 +89,7 @@ check-migrations: $(STAMP)
 # The compiled .mo files are committed, so installing needs no build step.
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F diary/translations/babel.cfg -k lazy_gettext -k _l -k N_ \
-		-k InvalidInput:2 -k UnsupportedMedia:2 -k ContentTooLarge:2 -k NotFound:2 \
+		-k InvalidInput:2 -k UnsupportedMedia:2 -k ContentTooLarge:2 -k NotFound:2 -k Phrase \
 		--no-location --sort-output --omit-header -o diary/translations/messages.pot .
 	$(BIN)/pybabel update -i diary/translations/messages.pot -d diary/translations \
 		--no-fuzzy-matching --ignore-obsolete

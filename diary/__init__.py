@@ -17,18 +17,29 @@ log = logging.getLogger("diary")
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the app: defaults, then the environment, then `test_config`."""
+    """Build the app: defaults, the instance config file, the environment, then `test_config`."""
     app = Flask(
         __name__,
         instance_relative_config=True,
         template_folder="../templates",
         static_folder="../static",
     )
-    app.config.from_mapping(settings.defaults(app.instance_path))
-    app.config.from_mapping(settings.from_env(os.environ))
-    if test_config:
-        app.config.from_mapping(test_config)
-    settings.finalise(app.config, debug=app.debug)
+    try:
+        app.config.from_mapping(settings.defaults(app.instance_path))
+        if test_config is None:
+            # instance/config.py: what `make run` writes (a random SECRET_KEY) so the
+            # `flask --app diary ...` commands it prints work as printed. Tests pass a
+            # config of their own and never depend on a developer's instance folder.
+            app.config.from_pyfile("config.py", silent=True)
+        app.config.from_mapping(settings.from_env(os.environ))
+        if test_config:
+            app.config.from_mapping(test_config)
+        settings.finalise(app.config, debug=app.debug)
+    except ConfigError as error:
+        from .commands import stop_command_on_config_error
+
+        stop_command_on_config_error(error)
+        raise
     # Keep members in the order written (the original contract's clients see
     # ID, CreatedAt, ... as Go emitted them) and Japanese text readable.
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -5,12 +5,39 @@ A message is written once, in English, as a template with named values:
 The API answers with it as written (problem+json, diary/web/errors.py); the
 pages show it in the reader's language (`translated()`), next to the field.
 `make translations` extracts the templates from these calls (the second
-argument of InvalidInput, UnsupportedMedia, ContentTooLarge and NotFound).
+argument of InvalidInput, UnsupportedMedia, ContentTooLarge and NotFound, the
+first of Phrase).
 """
 
 from __future__ import annotations
 
 from flask_babel import gettext
+
+
+class Phrase:
+    """Part of a message with a template of its own, e.g. which record an import refuses.
+
+    As a value of an InvalidInput (`label=Phrase("entry %(n)s", n=3)`) it is
+    English in `message` and in the reader's language in `translated()`, like
+    the message around it. An InvalidInput given as a value works the same way.
+    """
+
+    def __init__(self, template: str, **values: object) -> None:
+        self.template = template
+        self.values = values
+
+    def __str__(self) -> str:
+        return self.template % self.values if self.values else self.template
+
+    def translated(self) -> str:
+        return gettext(self.template, **_translated(self.values))
+
+
+def _translated(values: dict[str, object]) -> dict[str, object]:
+    return {
+        name: value.translated() if isinstance(value, Phrase | InvalidInput) else value
+        for name, value in values.items()
+    }
 
 
 class InvalidInput(Exception):
@@ -32,7 +59,7 @@ class InvalidInput(Exception):
 
     def translated(self) -> str:
         """The message in the language of the current request (pages)."""
-        return gettext(self.template, **self.values)
+        return gettext(self.template, **_translated(self.values))
 
 
 class UnsupportedMedia(InvalidInput):

@@ -56,6 +56,18 @@ class AppLimiter(Limiter):
         super().init_app(app)
         app.extensions["diary.rate_limits"] = (self._storage, self._limiter)
 
+    def _check_request_limit(
+        self, callable_name: str | None = None, in_middleware: bool = True
+    ) -> None:
+        # Only the decorated views (sign-in, sign-up) have limits, and their
+        # decorator checks them itself. The same check in before_request, on
+        # every request, found nothing to count and cost each API request
+        # about 250 Python calls; with no default or application limits it is
+        # skipped there.
+        if in_middleware:
+            return
+        super()._check_request_limit(callable_name, in_middleware)
+
     @property
     def storage(self) -> Storage:
         if has_app_context() and "diary.rate_limits" in current_app.extensions:

@@ -21,6 +21,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 
+from . import animations
 from .errors import ContentTooLarge, UnsupportedMedia
 from .inputs import clean_filename, whole_number
 from .models import Image
@@ -42,6 +43,22 @@ ACCEPTED_FORMATS = {
 MAX_PIXELS = 50_000_000
 # Pillow's own guard raises for anything past twice its limit; ours comes first.
 PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+# Whoever shows an animation (GIF, APNG, animated WebP) decodes every frame
+# on its whole canvas: 8 frames of 49 megapixels took a worker 19 s and
+# 2.4 GB, 340 frames of 4 megapixels 67 s. Together the frames may have no
+# more pixels than the largest still photo, and there may be at most
+# MAX_FRAMES of them; both are read from the headers before anything is
+# decoded. Within the caps an animation is kept (metadata removed block by
+# block, see diary.animations) and its sizes are made from the first frame.
+MAX_FRAMES = 1000
+MAX_ANIMATION_PIXELS = 50_000_000
+
+# Pixels one request may decode across all its photos (an entry's uploads,
+# or an import through the API). Twenty uploads of a 160 KB PNG of 49
+# megapixels each took 40 s of CPU (2 s each) within MAX_UPLOAD_MB; this
+# still lets through twenty 12-megapixel or five 48-megapixel photos.
+MAX_REQUEST_PIXELS = 250_000_000
 
 DISPLAY_SIZE = 1600
 THUMB_SIZE = 400
@@ -115,9 +132,44 @@ class IncomingImage:
         return self.original.byte_size
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What an upload's headers say, read before anything is decoded."""
+
+    image_format: str
+    width: int
+    height: int
+    frames: int
+    pixels: int  # what decoding it whole makes: every frame of an animation counts
+
+
+class PixelBudget:
+    """The pixels a request may still decode; each photo is checked before it is decoded."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def spend(self, pixels: int, field_name: str) -> None:
+        if pixels > self.left:
+            raise ContentTooLarge(
+                field_name,
+                "The photos of one request have more than %(n)s megapixels in all; "
+                "send fewer at a time.",
+                n=self.limit // 1_000_000,
+            )
+        self.left -= pixels
+
+
 def _refuse_unreadable(field_name: str) -> UnsupportedMedia:
     return UnsupportedMedia(
         field_name, "The file is not an image we can read (JPEG, PNG, WebP, GIF or HEIC)."
+    )
+
+
+def _refuse_too_many_pixels(field_name: str) -> ContentTooLarge:
+    return ContentTooLarge(
+        field_name, "The image has more than %(n)s megapixels.", n=MAX_PIXELS // 1_000_000
     )
 
 
@@ -131,11 +183,7 @@ def _opened(stream: IO[bytes], field_name: str) -> Iterator[PILImage.Image]:
             with PILImage.open(stream) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    raise ContentTooLarge(
-                        field_name,
-                        "The image has more than %(n)s megapixels.",
-                        n=MAX_PIXELS // 1_000_000,
-                    )
+                    raise _refuse_too_many_pixels(field_name)
                 yield image
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
         raise ContentTooLarge(field_name, "The image has too many pixels.") from None
@@ -162,12 +210,39 @@ def _finish(stream: IO[bytes]) -> int:
     return size
 
 
-def _clean_original(stream: IO[bytes], image_format: str, field_name: str) -> Variant:
+# Formats cleaned block by block: GIFs always (Pillow's GIF writer carries
+# the comment over), APNG and animated WebP when animated.
+_STRIPPERS = {
+    "GIF": animations.strip_gif,
+    "PNG": animations.strip_png,
+    "WEBP": animations.strip_webp,
+}
+
+
+def _stripped(stream: IO[bytes], shape: Shape, field_name: str) -> Variant:
+    """The file without its metadata blocks, every frame kept as it was: nothing decoded."""
+    content_type, extension = ACCEPTED_FORMATS[shape.image_format]
+    out = _temporary()
+    try:
+        _STRIPPERS[shape.image_format](stream, out)
+    except animations.DamagedImage:
+        out.close()
+        raise _refuse_unreadable(field_name) from None
+    size = _finish(out)
+    return Variant("original", out, content_type, extension, shape.width, shape.height, size)
+
+
+def _clean_original(stream: IO[bytes], shape: Shape, field_name: str) -> Variant:
     """The original as stored: oriented, with all metadata removed.
 
-    A file that carries no metadata and needs no rotation is kept byte for byte
-    (so an exported photo imports unchanged); anything else is re-encoded.
+    A still file that carries no metadata and needs no rotation is kept byte
+    for byte (so an exported photo imports unchanged); other stills are
+    re-encoded. GIFs and animations are never re-encoded: their metadata
+    blocks are dropped and their frames kept (orientation is a still photo's).
     """
+    image_format = shape.image_format
+    if image_format == "GIF" or (shape.frames > 1 and image_format in _STRIPPERS):
+        return _stripped(stream, shape, field_name)
     content_type, extension = ACCEPTED_FORMATS[image_format]
     with _opened(stream, field_name) as image:
         orientation = image.getexif().get(EXIF_ORIENTATION, 1)
@@ -180,25 +255,21 @@ def _clean_original(stream: IO[bytes], image_format: str, field_name: str) -> Va
 
         out = _temporary()
         icc = image.info.get("icc_profile")
-        if image_format == "GIF":
-            # Frames keep their animation; comments and extensions are dropped.
-            image.save(out, "GIF", save_all=True)
-            width, height = image.size
+        # HEIF: only the primary image is decoded and kept (as JPEG).
+        oriented = ImageOps.exif_transpose(image)
+        # Pillow carries EXIF (GPS included) and comments over from `info`
+        # into the saved file unless they are gone from the image itself.
+        oriented.info = {}
+        width, height = oriented.size
+        if image_format in ("JPEG", "HEIF"):
+            if oriented.mode not in ("RGB", "L"):
+                oriented = oriented.convert("RGB")
+            oriented.save(out, "JPEG", quality=90, optimize=True, icc_profile=icc)
+        elif image_format == "PNG":
+            oriented.save(out, "PNG", optimize=True, icc_profile=icc)
         else:
-            oriented = ImageOps.exif_transpose(image)
-            # Pillow carries EXIF (GPS included) and comments over from `info`
-            # into the saved file unless they are gone from the image itself.
-            oriented.info = {}
-            width, height = oriented.size
-            if image_format in ("JPEG", "HEIF"):
-                if oriented.mode not in ("RGB", "L"):
-                    oriented = oriented.convert("RGB")
-                oriented.save(out, "JPEG", quality=90, optimize=True, icc_profile=icc)
-            elif image_format == "PNG":
-                oriented.save(out, "PNG", optimize=True, icc_profile=icc)
-            else:
-                oriented.save(out, "WEBP", quality=90, icc_profile=icc)
-            del oriented
+            oriented.save(out, "WEBP", quality=90, icc_profile=icc)
+        del oriented
         return Variant("original", out, content_type, extension, width, height, _finish(out))
 
 
@@ -230,14 +301,13 @@ def make_sizes(stream: IO[bytes], field_name: str) -> list[Variant]:
     return variants
 
 
-def inspect_upload(upload: FileStorage, field: str = "file") -> IncomingImage:
-    """Check an upload by its content and make every stored size of it.
+def examine(stream: IO[bytes], field: str = "file") -> Shape:
+    """An upload's format, size and frames, from its headers: nothing is decoded.
 
-    The client's filename and content type are ignored. Refusals: 415 for what
-    is not a readable JPEG/PNG/WebP/GIF/HEIC (renamed text, HTML, SVG,
-    truncated files), 413 for decompression bombs. Nothing is stored here.
+    Refusals: 415 for what is not a readable JPEG/PNG/WebP/GIF/HEIC (renamed
+    text, HTML, SVG), 413 for a decompression bomb or an animation past
+    MAX_FRAMES or MAX_ANIMATION_PIXELS.
     """
-    stream = upload.stream
     stream.seek(0, 2)
     if stream.tell() == 0:
         raise UnsupportedMedia(field, "The file is empty.")
@@ -247,9 +317,53 @@ def inspect_upload(upload: FileStorage, field: str = "file") -> IncomingImage:
             raise UnsupportedMedia(
                 field, "%(n)s images are not accepted.", n=image_format or "This"
             )
+        width, height = image.size
+        # Pillow finds a GIF's frames by walking it too, but learns nothing
+        # of their extents that way; the walk below does both.
+        frames = 1 if image_format == "GIF" else getattr(image, "n_frames", 1)
         image.verify()
+    canvas = width * height
+    if image_format == "GIF":
+        try:
+            layout = animations.measure_gif(stream)
+        except animations.DamagedImage:
+            raise _refuse_unreadable(field) from None
+        frames, canvas = layout.frames, layout.width * layout.height
+        if canvas > MAX_PIXELS:
+            raise _refuse_too_many_pixels(field)
+    if frames > MAX_FRAMES:
+        raise ContentTooLarge(field, "The animation has more than %(n)s frames.", n=MAX_FRAMES)
+    # A HEIF file may hold several images; only the primary one is ever decoded.
+    pixels = canvas if image_format == "HEIF" else frames * canvas
+    if frames > 1 and pixels > MAX_ANIMATION_PIXELS:
+        raise ContentTooLarge(
+            field,
+            "The frames of the animation have more than %(n)s megapixels together.",
+            n=MAX_ANIMATION_PIXELS // 1_000_000,
+        )
+    return Shape(image_format, width, height, frames, pixels)
+
+
+def inspect_upload(
+    upload: FileStorage, field: str = "file", budget: PixelBudget | None = None
+) -> IncomingImage:
+    """Check an upload by its content and make every stored size of it.
+
+    The client's filename and content type are ignored. What `examine`
+    refuses is refused before anything is decoded, and so is a photo that
+    would take `budget` (the request's) past its limit. Truncated files are
+    a 415. Nothing is stored here.
+    """
+    shape = examine(upload.stream, field)
+    if budget is not None:
+        budget.spend(shape.pixels, field)
+    return _made_ready(upload, shape, field)
+
+
+def _made_ready(upload: FileStorage, shape: Shape, field: str) -> IncomingImage:
+    stream = upload.stream
     with _decoding:
-        original = _clean_original(stream, image_format, field)
+        original = _clean_original(stream, shape, field)
         incoming = IncomingImage(
             original_filename=clean_filename(upload.filename), variants=[original]
         )
@@ -263,11 +377,19 @@ def inspect_upload(upload: FileStorage, field: str = "file") -> IncomingImage:
 
 
 def inspect_uploads(uploads: Sequence[FileStorage], field: str = "file") -> list[IncomingImage]:
-    """Check every upload before any is stored, so a bad third photo stores nothing."""
+    """Check every upload before any is stored, so a bad third photo stores nothing.
+
+    All their headers are read first: a request past MAX_REQUEST_PIXELS is
+    refused before any photo of it is decoded.
+    """
+    shapes = [examine(upload.stream, field) for upload in uploads]
+    budget = PixelBudget(MAX_REQUEST_PIXELS)
+    for shape in shapes:
+        budget.spend(shape.pixels, field)
     incoming: list[IncomingImage] = []
     try:
-        for upload in uploads:
-            incoming.append(inspect_upload(upload, field))
+        for upload, shape in zip(uploads, shapes, strict=True):
+            incoming.append(_made_ready(upload, shape, field))
     except BaseException:
         close_all(incoming)
         raise

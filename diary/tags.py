@@ -20,9 +20,19 @@ MAX_TAG_CHARS = 100
 TAG_PATTERN = re.compile(r"(?<![\w#&/])#(\w[\w\-]*)")
 
 
+# TAG_PATTERN on the text as typed, before NFKC: a full-width number sign (U+FF03)
+# starts a tag too.
+_TAG_AS_TYPED = re.compile(r"(?<![\w#\uff03&/])[#\uff03](\w[\w\-]*)")
+
+
 def normalise_tag(tag: str) -> str:
     """The stored form: NFKC (full-width letters become ASCII) and lower case."""
     return unicodedata.normalize("NFKC", tag).lower().strip("-_")
+
+
+def _is_tag(tag: str) -> bool:
+    # A bare number (#1, issue numbers) is a reference, not a tag.
+    return bool(tag) and not tag.isdigit() and len(tag) <= MAX_TAG_CHARS
 
 
 def extract_tags(text: str) -> list[str]:
@@ -30,10 +40,25 @@ def extract_tags(text: str) -> list[str]:
     seen: dict[str, None] = {}
     for match in TAG_PATTERN.finditer(unicodedata.normalize("NFKC", text or "")):
         tag = normalise_tag(match.group(1))
-        if tag and not tag.isdigit() and len(tag) <= MAX_TAG_CHARS:
-            # A bare number (#1, issue numbers) is a reference, not a tag.
+        if _is_tag(tag):
             seen.setdefault(tag, None)
     return list(seen)
+
+
+def tag_spans(text: str) -> list[tuple[int, int, str]]:
+    """Where `text` (as typed) holds tags: (start, end, stored form), to link each one.
+
+    The same tags extract_tags finds, located in the original text rather than
+    its NFKC form, whose offsets can differ.
+    """
+    spans = []
+    for match in _TAG_AS_TYPED.finditer(text):
+        tag = normalise_tag(match.group(1))
+        if _is_tag(tag):
+            # A trailing - or _ is not part of the stored tag; leave it outside the link.
+            end = match.start(1) + len(match.group(1).rstrip("-_"))
+            spans.append((match.start(), end, tag))
+    return spans
 
 
 def parse_tag(raw: str | None) -> str | None:

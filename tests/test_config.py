@@ -96,10 +96,10 @@ def test_a_bad_db_secret_is_never_echoed():
     assert "hunter2" not in str(error.value)
 
 
-def test_secret_key_is_required_outside_debug_and_testing(monkeypatch):
+def test_secret_key_is_required_outside_debug_and_testing(monkeypatch, tmp_path):
     monkeypatch.delenv("SECRET_KEY", raising=False)
     with pytest.raises(ConfigError, match="SECRET_KEY"):
-        create_app()
+        create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/d.db"})
 
 
 def test_the_start_up_line_names_database_and_storage_but_never_the_password(tmp_path, capsys):

@@ -197,6 +197,12 @@ PHOTO = {
         ({"entries.json": b'{"format": "diary-export", "version": 1, "entries": {}}'}, "list"),
         ({"entries.json": entries_json(GOOD, {"text": "no time"})}, "created_at"),
         ({"entries.json": entries_json(GOOD, {**GOOD, "created_at": "yesterday"})}, "ISO 8601"),
+        (
+            {"entries.json": entries_json(GOOD, {**GOOD, "created_at": "0001-01-01T00:00+14:00"})},
+            "created_at is out of range",
+        ),
+        ({"entries.json": b'{"entries": [' * 50_000}, "not valid UTF-8 JSON"),
+        ({"entries.json": b'{"entries": [{"n": %s}]}' % (b"9" * 5000)}, "not valid UTF-8 JSON"),
         ({"entries.json": entries_json(GOOD, {**GOOD, "text": 5})}, "text must be a string"),
         ({"entries.json": entries_json(GOOD, {**GOOD, "text": ""})}, "Write something"),
         ({"entries.json": entries_json(GOOD, PHOTO)}, "not in the archive"),
@@ -498,3 +504,180 @@ def test_an_original_photo_without_a_bucket_option_is_explained(
     result = app.test_cli_runner().invoke(args=["import", "--user", user.email, str(path)])
     assert result.exit_code != 0
     assert "--source-bucket" in result.output
+
+
+# --- what one import may cost ------------------------------------------------
+
+
+WHITESPACE = bytes.maketrans(bytes(range(256)), b" \t\n\r" * 64)
+
+
+def padded_entries_json(pad_bytes: int) -> bytes:
+    """Two entries with white space between them that barely compresses (random runs)."""
+    first = json.dumps(GOOD).encode()
+    second = json.dumps({**GOOD, "created_at": "2020-01-02T00:00:00Z"}).encode()
+    padding = os.urandom(pad_bytes).translate(WHITESPACE)
+    return b'{"format": "diary-export", "version": 1, "entries": [%s,%s%s]}' % (
+        first,
+        padding,
+        second,
+    )
+
+
+def test_a_padded_entries_json_is_imported_in_memory_far_smaller_than_it(
+    app: Flask, user: User
+) -> None:
+    """30 MB of entries.json: json.loads held its bytes, its text and more (2.5 GB for 96 MB)."""
+    data = zip_of(
+        {"entries.json": padded_entries_json(30 * 1024 * 1024)}, compression=zipfile.ZIP_STORED
+    )
+    with app.app_context():
+        owner = db.session.get(User, user.id)
+        tracemalloc.start()
+        try:
+            result = archive.import_file(owner, io.BytesIO(data))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert result == archive.ImportResult(imported=2, skipped=0)
+    assert peak < 4 * 1024 * 1024, f"peak {peak} bytes for a {len(data)}-byte entries.json"
+
+
+def test_an_entries_json_larger_than_a_diary_needs_is_refused(
+    app: Flask, client: FlaskClient, auth: dict[str, str], tmp_path: Path, user: User
+) -> None:
+    """33 MiB: the old limit was 256 MiB, so a 96 MB document was parsed whole."""
+    path = tmp_path / "big.zip"
+    path.write_bytes(
+        zip_of(
+            {"entries.json": padded_entries_json(33 * 1024 * 1024)},
+            compression=zipfile.ZIP_STORED,
+        )
+    )
+    result = app.test_cli_runner().invoke(args=["import", "--user", user.email, str(path)])
+    assert result.exit_code != 0
+    assert "'entries.json' is larger than 33554432 bytes" in result.output
+    assert row_counts(app)["entries"] == 0
+
+
+def test_what_a_member_expands_to_is_counted_as_it_is_read_not_as_declared(
+    app: Flask, client: FlaskClient, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member that gives more than its directory entry declared is caught by its bytes."""
+    data = zip_of({"entries.json": entries_json(GOOD)})
+    real_open = zipfile.ZipFile.open
+
+    def expanding(self, name, *args, **kwargs):
+        member = real_open(self, name, *args, **kwargs)
+        if getattr(name, "filename", name) == "entries.json":
+            member.close()
+            return io.BytesIO(b" " * (5 * 1024 * 1024) + entries_json(GOOD))
+        return member
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", expanding)
+    response = import_via_api(client, auth, data, "x.zip")
+    assert response.status_code == 400, response.text
+    assert "zip bomb" in response.json["detail"]
+    assert row_counts(app)["entries"] == 0
+
+
+def counting_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from PIL import Image as PILImage
+
+    made: list[str] = []
+    real = PILImage._getdecoder
+
+    def counting(mode, decoder_name, *args, **kwargs):
+        made.append(decoder_name)
+        return real(mode, decoder_name, *args, **kwargs)
+
+    monkeypatch.setattr(PILImage, "_getdecoder", counting)
+    return made
+
+
+@pytest.mark.parametrize(
+    ("members", "path"),
+    [
+        pytest.param(
+            {
+                "entries.json": entries_json(
+                    {**GOOD, "photos": [{"path": "photos/a.jpg"}]},
+                    {**GOOD, "text": "again", "photos": [{"path": "photos/a.jpg"}]},
+                ),
+                "photos/a.jpg": image_bytes(),
+            },
+            "photos/a.jpg",
+            id="diary-export",
+        ),
+        pytest.param(
+            {
+                "Journal.json": json.dumps(
+                    {
+                        "metadata": {},
+                        "entries": [
+                            {**DAY_ONE["entries"][0], "uuid": f"U{n}", "text": f"day {n}"}
+                            for n in range(3)
+                        ],
+                    }
+                ).encode(),
+                "photos/abc123.jpeg": image_bytes(),
+            },
+            "photos/abc123.jpeg",
+            id="day-one",
+        ),
+    ],
+)
+def test_a_photo_used_twice_is_refused_before_any_is_decoded(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    members: dict[str, bytes],
+    path: str,
+) -> None:
+    """One member named by many records was decoded and stored once per record."""
+    decodes = counting_decodes(monkeypatch)
+    response = import_via_api(client, auth, zip_of(members), "x.zip")
+    assert response.status_code == 400, response.text
+    assert f"the photo '{path}' is already used by" in response.json["detail"]
+    assert decodes == []
+    assert row_counts(app)["images"] == 0 and stored_keys(app) == set()
+
+
+def test_an_import_through_the_api_decodes_no_more_than_one_request_may(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    user: User,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The budget of an upload request (MAX_REQUEST_PIXELS); the CLI imports any size."""
+    photo_pixels = 64 * 48
+    monkeypatch.setattr("diary.images.MAX_REQUEST_PIXELS", 2 * photo_pixels)
+    records = [
+        {**GOOD, "created_at": f"2020-01-0{n}T00:00:00Z", "photos": [{"path": f"photos/{n}.jpg"}]}
+        for n in (1, 2, 3)
+    ]
+    members = {"entries.json": entries_json(*records)}
+    members |= {
+        f"photos/{n}.jpg": image_bytes(color=color)
+        for n, color in ((1, "red"), (2, "blue"), (3, "green"))
+    }
+    data = zip_of(members)
+    decodes = counting_decodes(monkeypatch)
+
+    response = import_via_api(client, auth, data, "x.zip")
+
+    assert response.status_code == 413, response.text
+    assert "entry 3: 3.jpg: The photos of one request have more than" in response.json["detail"]
+    # Two photos were decoded (original and sizes) before the third was refused unread.
+    assert 0 < len(decodes) <= 2 * 2
+    assert row_counts(app)["images"] == 0 and stored_keys(app) == set()
+
+    (tmp_path / "x.zip").write_bytes(data)
+    result = app.test_cli_runner().invoke(
+        args=["import", "--user", user.email, str(tmp_path / "x.zip")]
+    )
+    assert result.exit_code == 0, result.output
+    assert row_counts(app)["images"] == 3

@@ -30,6 +30,8 @@ KEYWORDS = {
     "UnsupportedMedia": (2,),
     "ContentTooLarge": (2,),
     "NotFound": (2,),
+    # Parts of refusals with their own template (which record an import refuses).
+    "Phrase": None,
 }
 
 
@@ -118,3 +120,37 @@ def test_the_api_keeps_english_whatever_the_client_prefers(client, auth):
 
     assert response.status_code == 400
     assert response.get_json()["detail"] == "The text is longer than 20000 characters."
+
+
+def test_a_refusal_naming_a_record_is_translated_whole(app):
+    """The record's label and the refusal inside it are templates too (diary.errors.Phrase)."""
+    from diary.errors import InvalidInput, Phrase
+
+    error = InvalidInput(
+        "file",
+        "%(label)s: %(error)s",
+        label=Phrase("entry %(n)s", n=3),
+        error=InvalidInput("text", "Write something or add a photo."),
+    )
+
+    with app.test_request_context(headers=JAPANESE):
+        assert error.message == "entry 3: Write something or add a photo."
+        assert error.translated() == "エントリー 3: 何か書くか、写真を追加してください。"
+
+
+def test_times_on_pages_read_as_babel_writes_them_in_each_language(app):
+    """The per-request time formatting gives what Flask-Babel's own filter gave."""
+    from datetime import UTC, datetime
+
+    import flask_babel
+
+    from diary.web import i18n
+
+    moment = datetime(2026, 12, 2, 21, 5, tzinfo=UTC)
+    for language in ("ja", "en"):
+        with app.test_request_context(headers={"Accept-Language": language}):
+            for size in ("short", "medium"):
+                assert i18n.format_time(moment, size) == flask_babel.format_time(moment, size)
+            assert i18n.format_date(moment.date(), "full") == flask_babel.format_date(
+                moment.date(), "full"
+            )

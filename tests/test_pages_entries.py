@@ -90,8 +90,10 @@ def test_writing_text_and_several_photos_shows_the_entry_and_its_thumbnails(app,
     timeline = page(browser, "/")
     assert "A walk by the river" in timeline
     assert timeline.count("<img ") == 2
-    # A thumbnail opens the photo at full size.
-    assert timeline.count('target="_blank"') == 2
+    # A thumbnail opens the photo viewer, not the raw original.
+    assert f'href="/entries/{entry_id}/photos/1"' in timeline
+    assert f'href="/entries/{entry_id}/photos/2"' in timeline
+    assert 'target="_blank"' not in timeline
 
 
 @pytest.mark.parametrize(
@@ -217,14 +219,12 @@ def test_editing_changes_text_adds_removes_and_reorders_photos(app, browser):
     (a_id, a_key, _), (b_id, _, _), (c_id, _, _) = image_rows(app, entry_id)
     assert "first draft" in page(browser, f"/entries/{entry_id}/edit")
 
+    # The order is the order of the photos on the form (as the arrows or dragging left it).
     response = browser.post(
         f"/entries/{entry_id}/edit",
         data={
             "text": "second draft",
-            "image": [str(a_id), str(b_id), str(c_id)],
-            f"position-{a_id}": "3",
-            f"position-{b_id}": "2",
-            f"position-{c_id}": "1",
+            "image": [str(c_id), str(b_id), str(a_id)],
             "remove": [str(b_id)],
             "file": [photo("d.jpg")],
         },

@@ -270,8 +270,9 @@ def test_writing_keeps_a_photo_named_with_a_nul_and_a_form_without_a_file(app, b
         ({"remove": "²"}, 400),
         ({"remove": "9" * 5000}, 400),
         ({"image": "²"}, 400),
-        # A position that is no number keeps the photo where it was.
-        ({"image": "{image}", "position-{image}": "²"}, 302),
+        # A move arrow naming no photo shows the form again, the photos as they were.
+        ({"image": "{image}", "move": "²:up"}, 200),
+        ({"image": "{image}", "move": "9" * 5000 + ":up"}, 200),
     ],
 )
 def test_an_edit_with_numbers_int_cannot_read_is_not_a_500(app, browser, form, status):

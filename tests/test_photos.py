@@ -7,10 +7,21 @@ import io
 import pillow_heif
 import pytest
 from PIL import Image as PILImage
+from PIL import ImageChops
 
 from diary.infra.storage import S3Storage, current_storage
 
 from .conftest import row_counts, stored_keys
+from .test_animations import (
+    SECRETS,
+    animation,
+    comment_block,
+    exif_with_maker,
+    frames_of,
+    png_text,
+    tiny_gif,
+    xmp_block,
+)
 
 GPS_IFD = 0x8825
 ORIENTATION = 0x0112
@@ -206,3 +217,123 @@ def test_presigned_urls_are_reused_while_fresh_and_renewed_before_expiry(app, mo
         renewed = storage.url("1/abc/original.jpg")
         assert storage._signed["1/abc/original.jpg"][1] > clock[0] + storage.url_expires / 2
         assert renewed.startswith("http")
+
+
+# --- animations and what one request may decode ------------------------------
+
+
+@pytest.fixture
+def decodes(monkeypatch) -> list[str]:
+    """Every frame decoded (Pillow makes a decoder for each), by decoder name."""
+    made: list[str] = []
+    real = PILImage._getdecoder
+
+    def counting(mode, decoder_name, *args, **kwargs):
+        made.append(decoder_name)
+        return real(mode, decoder_name, *args, **kwargs)
+
+    monkeypatch.setattr(PILImage, "_getdecoder", counting)
+    return made
+
+
+def _multi_image_heif() -> bytes:
+    heif = pillow_heif.from_pillow(PILImage.new("RGB", (32, 24), "red"))
+    heif.add_from_pillow(PILImage.new("RGB", (32, 24), "blue"))
+    buffer = io.BytesIO()
+    heif.save(buffer, quality=80)
+    return buffer.getvalue()
+
+
+PAST_THE_CAPS = [
+    # Past the real caps, in a few hundred bytes: a decoder would spend 49
+    # megapixels on each 1x1 frame, and the walk through 1001 frames is cheap.
+    pytest.param(
+        tiny_gif((7000, 7000), [(0, 0)] * 3, comment_block(b"secret place")),
+        {},
+        "megapixels",
+        id="gif-huge-screen-tiny-frames",
+    ),
+    pytest.param(
+        tiny_gif((1, 1), [(0, 0), (6999, 6999), (0, 0)]),
+        {},
+        "megapixels",
+        id="gif-frame-outside-its-screen",
+    ),
+    pytest.param(tiny_gif((8, 8), [(0, 0)] * 1001), {}, "1000 frames", id="gif-1001-frames"),
+    # Every other format with frames, against caps made small.
+    pytest.param(animation("PNG"), {"MAX_FRAMES": 2}, "2 frames", id="apng-frames"),
+    pytest.param(animation("PNG"), {"MAX_ANIMATION_PIXELS": 1000}, "megapixels", id="apng-pixels"),
+    pytest.param(animation("WEBP"), {"MAX_FRAMES": 2}, "2 frames", id="webp-frames"),
+    pytest.param(animation("WEBP"), {"MAX_ANIMATION_PIXELS": 1000}, "megapixels", id="webp-pixels"),
+    pytest.param(_multi_image_heif(), {"MAX_FRAMES": 1}, "1 frames", id="heif-images"),
+]
+
+
+@pytest.mark.parametrize(("data", "caps", "message"), PAST_THE_CAPS)
+def test_an_animation_past_the_caps_is_refused_before_any_frame_is_decoded(
+    app, client, auth, monkeypatch, decodes, data, caps, message
+):
+    for name, value in caps.items():
+        monkeypatch.setattr(f"diary.images.{name}", value)
+
+    response = post_photo(client, auth, data, "moving.gif")
+
+    assert response.status_code == 413, response.get_json()
+    assert response.mimetype == "application/problem+json"
+    assert message in response.get_json()["detail"]
+    assert decodes == []
+    assert row_counts(app)["images"] == 0 and stored_keys(app) == set()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(
+            tiny_gif(
+                (10, 10),
+                [(0, 0), (5, 5), (9, 9)],
+                comment_block(b"secret place") + xmp_block(b"SecretXMP"),
+            ),
+            id="gif",
+        ),
+        pytest.param(animation("PNG", pnginfo=png_text(), exif=exif_with_maker()), id="apng"),
+        pytest.param(animation("WEBP", exif=exif_with_maker(), xmp=b"<x>SecretXMP</x>"), id="webp"),
+    ],
+)
+def test_an_animation_within_the_caps_is_kept_without_its_metadata(
+    app, client, auth, decodes, data
+):
+    response = post_photo(client, auth, data, "moving")
+    decoded = len(decodes)
+
+    assert response.status_code == 201, response.get_json()
+    with app.app_context():
+        from diary.extensions import db
+        from diary.models import Image
+
+        row = db.session.scalars(db.select(Image)).one()
+        original = current_storage().get(row.storage_key)
+        display = current_storage().get(row.display_key)
+    assert not any(secret in original for secret in SECRETS)
+    assert frames_of(original) == frames_of(data)  # every frame, as it was
+    # The sizes are stills made from the first frame, which alone was decoded
+    # (once to make them; the original was never re-encoded).
+    with PILImage.open(io.BytesIO(display)) as sized, PILImage.open(io.BytesIO(data)) as first:
+        assert getattr(sized, "n_frames", 1) == 1
+        difference = ImageChops.difference(sized.convert("RGB"), first.convert("RGB"))
+        assert max(high for _, high in difference.getextrema()) < 16  # lossy WebP
+    assert decoded == 1
+
+
+def test_the_photos_of_one_request_are_refused_past_its_pixel_budget_before_decoding(
+    app, client, auth, decodes
+):
+    """Six PNG headers of 49 megapixels each: small files, 294 megapixels to decode."""
+    files = [(io.BytesIO(_png_claiming(7000, 7000)), f"{n}.png") for n in range(6)]
+
+    response = client.post("/api/v1/entries", data={"text": "six", "file": files}, headers=auth)
+
+    assert response.status_code == 413
+    assert "250 megapixels" in response.get_json()["detail"]
+    assert decodes == []
+    assert row_counts(app)["entries"] == 0 and stored_keys(app) == set()

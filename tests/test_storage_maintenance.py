@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -11,7 +15,7 @@ from diary.extensions import db
 from diary.infra.storage import current_storage
 from diary.models import Image
 
-from .conftest import image_bytes, stored_keys
+from .conftest import image_bytes, row_counts, stored_keys
 
 
 def post_photo(client, auth) -> dict:
@@ -83,4 +87,87 @@ def test_deleting_an_entry_forever_removes_every_size(app, client, auth):
 
         delete_entry_forever(db.session.get(User, 1), entry["id"])
 
+    assert stored_keys(app) == set()
+
+
+KILLED_IMPORT = """
+import json, os, sys
+
+from diary import create_app
+from diary.archive import importer
+from diary.extensions import db
+from diary.models import User
+
+config, user_id, path = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+app = create_app({"TESTING": True, **config})
+stored = []
+store_image = importer.store_image
+
+
+def store_then_die(owner_id, image):
+    keys = store_image(owner_id, image)
+    stored.extend(keys)
+    if len(stored) >= 6:  # two photos, every size of each
+        # As a worker killed by a timeout or the OOM killer: no except, no finally.
+        os._exit(9)
+    return keys
+
+
+importer.store_image = store_then_die
+with app.app_context(), open(path, "rb") as stream:
+    importer.import_file(db.session.get(User, user_id), stream)
+sys.exit("the import finished")
+"""
+
+
+def test_what_a_killed_import_stored_is_found_and_removed_by_gc(
+    app, backend, user, runner, tmp_path
+):
+    """The import's rows die with its transaction; its objects wait for `storage gc`."""
+    from .test_export_import import entries_json, zip_of
+
+    records = [
+        {"created_at": f"2020-01-0{n}T00:00:00Z", "text": f"day {n}", "photos": [{"path": p}]}
+        for n, p in ((1, "photos/1.jpg"), (2, "photos/2.jpg"), (3, "photos/3.jpg"))
+    ]
+    members = {f"photos/{n}.jpg": image_bytes(color=c) for n, c in ((1, "red"), (2, "blue"))}
+    members["photos/3.jpg"] = image_bytes(color="green")
+    (tmp_path / "diary.zip").write_bytes(
+        zip_of({"entries.json": entries_json(*records), **members})
+    )
+    config = {key: value for key, value in backend.items() if not key.startswith("_")}
+    script = tmp_path / "killed_import.py"
+    script.write_text(KILLED_IMPORT)
+
+    killed = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            json.dumps(config),
+            str(user.id),
+            str(tmp_path / "diary.zip"),
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert killed.returncode == 9, killed.stderr
+    left = stored_keys(app)
+    assert len(left) == 6 and all(key.startswith(f"{user.id}/") for key in left)
+    assert row_counts(app)["entries"] == 0 and row_counts(app)["images"] == 0
+    with app.app_context():
+        assert db.session.scalar(sa.text("SELECT count(*) FROM entry_imports")) == 0
+
+    report = runner.invoke(args=["storage", "gc", "--grace-hours", "0"])
+
+    assert report.exit_code == 0, report.output
+    assert "6 orphaned" in report.output
+    assert all(key in report.output for key in left)
+
+    deleted = runner.invoke(args=["storage", "gc", "--grace-hours", "0", "--delete"])
+
+    assert deleted.exit_code == 0, deleted.output
     assert stored_keys(app) == set()

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from diary.models import User
-from diary.tags import extract_tags
+from diary.tags import extract_tags, tag_spans
 
 from .entries_support import add_entry
 from .pages_support import page, sign_in
@@ -32,6 +32,9 @@ from .pages_support import page, sign_in
 )
 def test_tags_are_the_hash_words_of_the_text(text: str, tags: list[str]) -> None:
     assert extract_tags(text) == tags
+    # The links in the rendered text point at the same tags, found in the text as typed.
+    linked = [tag for _start, _end, tag in tag_spans(text)]
+    assert list(dict.fromkeys(linked)) == tags
 
 
 def listed(client: FlaskClient, auth: dict[str, str], **params: str) -> list[str]:
@@ -103,8 +106,8 @@ def test_tag_pages_list_the_tags_and_their_entries(
     add_entry(app, user, "#dinner out")
     sign_in(client, user.email)
     tag_list = page(client, "/tags")
-    assert '#朝ごはん</a> <span class="count">2</span>' in tag_list
-    assert '#dinner</a> <span class="count">1</span>' in tag_list
+    assert '#朝ごはん <span class="count">2</span></a>' in tag_list
+    assert '#dinner <span class="count">1</span></a>' in tag_list
     tag_page = page(client, "/tags/朝ごはん")
     assert "パン屋さん" in tag_page and "ご飯と味噌汁" in tag_page
     assert "dinner out" not in tag_page

@@ -17,9 +17,9 @@ from werkzeug.datastructures import FileStorage
 
 from .. import search
 from ..entries import MAX_IMAGES_PER_ENTRY, clean_text, image_row, photos_then_rows, store_image
-from ..errors import ContentTooLarge, InvalidInput
+from ..errors import ContentTooLarge, InvalidInput, Phrase
 from ..extensions import db
-from ..images import IncomingImage, inspect_upload
+from ..images import IncomingImage, PixelBudget, inspect_upload
 from ..models import Entry, EntryImport, User
 from .readers import (
     MAX_JSON_BYTES,
@@ -28,26 +28,36 @@ from .readers import (
     IncomingEntry,
     IncomingPhoto,
     SourceBucket,
-    _load_json,
-    _read_member,
-    _refuse,
     open_archive,
     read_day_one,
     read_diary_export,
-    read_original_service,
+    read_json_file,
 )
 
 
-def import_entries(user: User, records: Sequence[IncomingEntry]) -> ImportResult:
-    """Add the records not imported before, all in one transaction; nothing on failure."""
+def import_entries(
+    user: User, records: Sequence[IncomingEntry], *, max_pixels: int | None = None
+) -> ImportResult:
+    """Add the records not imported before, all in one transaction; nothing on failure.
+
+    With `max_pixels` (an import through the API), the photos together may
+    decode at most that many pixels; each is checked before it is decoded.
+    """
     # Check everything first, so a bad record at the end stores nothing.
     for record in records:
         if len(record.photos) > MAX_IMAGES_PER_ENTRY:
-            raise _refuse(f"{record.label}: more than {MAX_IMAGES_PER_ENTRY} photos.")
+            raise InvalidInput(
+                "file",
+                "%(label)s: more than %(n)s photos.",
+                label=record.label,
+                n=MAX_IMAGES_PER_ENTRY,
+            )
         try:
             record.text = clean_text(record.text, has_images=bool(record.photos))
         except InvalidInput as error:
-            raise _refuse(f"{record.label}: {error.message}") from None
+            raise InvalidInput(
+                "file", "%(label)s: %(error)s", label=record.label, error=error
+            ) from None
 
     known = set(
         db.session.scalars(sa.select(EntryImport.import_key).where(EntryImport.user_id == user.id))
@@ -58,6 +68,7 @@ def import_entries(user: User, records: Sequence[IncomingEntry]) -> ImportResult
             known.add(record.import_key)
             fresh.append(record)
 
+    budget = PixelBudget(max_pixels) if max_pixels is not None else None
     with photos_then_rows() as stored:
         for record in fresh:
             entry = Entry(
@@ -67,7 +78,7 @@ def import_entries(user: User, records: Sequence[IncomingEntry]) -> ImportResult
                 updated_at=record.updated_at,
             )
             for position, photo in enumerate(record.photos):
-                image = _checked_photo(photo, record.label)
+                image = _checked_photo(photo, record.label, budget)
                 try:
                     keys = store_image(user.id, image)
                 finally:
@@ -82,14 +93,21 @@ def import_entries(user: User, records: Sequence[IncomingEntry]) -> ImportResult
     return ImportResult(imported=len(fresh), skipped=len(records) - len(fresh))
 
 
-def _checked_photo(photo: IncomingPhoto, label: str) -> IncomingImage:
+def _checked_photo(
+    photo: IncomingPhoto, label: Phrase, budget: PixelBudget | None
+) -> IncomingImage:
     data = photo.read()
     upload = FileStorage(io.BytesIO(data), filename=photo.original_filename)
     try:
-        return inspect_upload(upload)
+        return inspect_upload(upload, budget=budget)
     except InvalidInput as error:
-        name = photo.original_filename or "a photo"
-        raise _refuse(f"{label}: {name}: {error.message}") from None
+        name = photo.original_filename or Phrase("a photo")
+        # A bad photo is bad input (400) like any bad record; one that would
+        # decode too much stays a 413.
+        values = {"label": label, "name": name, "error": error}
+        if isinstance(error, ContentTooLarge):
+            raise ContentTooLarge("file", "%(label)s: %(name)s: %(error)s", **values) from None
+        raise InvalidInput("file", "%(label)s: %(name)s: %(error)s", **values) from None
 
 
 def import_file(
@@ -98,38 +116,32 @@ def import_file(
     *,
     source: SourceBucket | None = None,
     max_total_bytes: int = MAX_TOTAL_BYTES,
+    max_pixels: int | None = None,
 ) -> ImportResult:
     """Import a diary export ZIP, a Day One export (ZIP or JSON) or the original service's JSON.
 
-    The kind is told from the content, not the name.
+    The kind is told from the content, not the name. `max_pixels` bounds what
+    the photos may decode in all (the API passes images.MAX_REQUEST_PIXELS).
     """
     head = stream.read(4)
     stream.seek(0)
     if head.startswith(b"PK"):
         with open_archive(stream, max_total_bytes=max_total_bytes) as archive:
-            if "entries.json" in archive.NameToInfo:
-                return import_entries(user, read_diary_export(archive))
+            if "entries.json" in archive:
+                records = read_diary_export(archive)
+                return import_entries(user, records, max_pixels=max_pixels)
             journals = [
                 name
-                for name in archive.NameToInfo
+                for name in archive.names()
                 if name.endswith(".json") and "/" not in name.rstrip("/")
             ]
             if len(journals) != 1:
-                raise _refuse(
+                raise InvalidInput(
+                    "file",
                     "The archive is neither a diary export (entries.json) "
-                    "nor a Day One export (one journal .json)."
+                    "nor a Day One export (one journal .json).",
                 )
-            document = _load_json(_read_member(archive, journals[0], MAX_JSON_BYTES), journals[0])
-            return import_entries(user, read_day_one(document, archive))
-    data = stream.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
-        raise ContentTooLarge("file", f"The file is larger than {MAX_JSON_BYTES} bytes.")
-    document = _load_json(data, "The file")
-    if isinstance(document, list):
-        return import_entries(user, read_original_service(document, source))
-    if isinstance(document, dict) and "entries" in document and "metadata" in document:
-        return import_entries(user, read_day_one(document, None))
-    raise _refuse(
-        "The file is not one we can import: a diary export ZIP, a Day One export, "
-        "or the original service's JSON array."
-    )
+            with archive.member(journals[0], MAX_JSON_BYTES) as journal:
+                records = read_day_one(journal, archive, journals[0])
+            return import_entries(user, records, max_pixels=max_pixels)
+    return import_entries(user, read_json_file(stream, source), max_pixels=max_pixels)

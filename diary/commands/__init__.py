@@ -11,10 +11,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask
+from flask.cli import ScriptInfo
 
 from ..accounts import find_user
+from ..config import ConfigError
 from ..errors import InvalidInput
 from ..models import User
 
@@ -28,6 +32,20 @@ def user_or_exit(email: str) -> User:
     if user is None:
         raise click.ClickException(f"no user with email {email}")
     return user
+
+
+def stop_command_on_config_error(error: ConfigError) -> None:
+    """Under the `flask` command, end it with one line naming the bad variable.
+
+    Flask's CLI prints a traceback for any error raised while it loads the app
+    (and `--help` then exits 0); an operator needs the message, a script a failing
+    status. Outside the command (gunicorn, tests) the ConfigError propagates.
+    """
+    context = click.get_current_context(silent=True)
+    if context is None or context.find_object(ScriptInfo) is None:
+        return
+    click.secho(f"Error: {error}", err=True, fg="red")
+    sys.exit(1)
 
 
 def init_app(app: Flask) -> None:

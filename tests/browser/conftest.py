@@ -34,6 +34,8 @@ def site(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "S3_ENDPOINT_URL": s3_endpoint,
             "SECRET_KEY": "browser-" + os.urandom(16).hex(),
             "WEB_CONCURRENCY": "2",
+            # The sign-up page is one of the pages to see.
+            "ALLOW_SIGNUP": "true",
             "GUNICORN_LOG": str(tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"),
         }
         flask_cli(env, "db", "upgrade")

@@ -51,6 +51,15 @@ def tab(request, chromium, site, artifacts):
     assert problems == []
 
 
+def follow(page, name: str, role: str = "link") -> None:
+    """Click a link (or button) of the top bar, opening the menu first on a phone."""
+    target = page.locator("header.site").get_by_role(role, name=name, exact=True)
+    if not target.is_visible():
+        page.locator("details.menu > summary").click()
+    with page.expect_navigation():
+        target.click()
+
+
 def loaded_images(page, selector: str) -> list[int]:
     """naturalWidth of each matching image once it has loaded (0 means it failed)."""
     locator = page.locator(selector)
@@ -104,7 +113,7 @@ def test_a_day_with_the_diary(tab, site, account, tmp_path):
     page.shot("entry")
 
     # The timeline shows it under today's date, the photo really loaded from the bucket.
-    page.get_by_role("link", name="Timeline", exact=True).click()
+    follow(page, "Timeline")
     assert page.locator(".day h2").count() == 1
     # With srcset the natural width depends on the screen; > 0 means it loaded.
     assert all(width > 0 for width in loaded_images(page, ".entry .photos img"))
@@ -126,8 +135,7 @@ def test_a_day_with_the_diary(tab, site, account, tmp_path):
     assert loaded(page, ".photos img") == 2
     # ...then reorder it first.
     page.get_by_role("link", name="Edit").click()
-    page.get_by_label("Position (Photo 1 of 2)").fill("2")
-    page.get_by_label("Position (Photo 2 of 2)").fill("1")
+    page.get_by_role("button", name="Move up (Photo 2 of 2)").click()
     page.shot("reorder")
     page.get_by_role("button", name="Save").click()
     page.wait_for_url(entry_url)
@@ -141,7 +149,7 @@ def test_a_day_with_the_diary(tab, site, account, tmp_path):
     page.shot("after-delete")
 
     # Restore it from Trash.
-    page.get_by_role("link", name="Trash", exact=True).click()
+    follow(page, "Trash")
     assert page.get_by_text("walk by the river").is_visible()
     assert loaded(page, ".trashed .photos img") == 2
     page.shot("trash")
@@ -152,18 +160,19 @@ def test_a_day_with_the_diary(tab, site, account, tmp_path):
     assert page.get_by_text("walk by the river").is_visible()
 
     # Switch to Japanese: the whole site follows, dates included.
-    page.get_by_role("link", name="Settings", exact=True).click()
+    follow(page, "Settings")
     page.get_by_label("Language").select_option("ja")
     page.get_by_role("button", name="Save").click()
-    assert page.get_by_text("設定を保存しました。").is_visible()
+    # The form posts and the page comes back at the same address: wait for the message.
+    page.get_by_text("設定を保存しました。").wait_for()
     page.shot("settings-in-japanese")
-    page.get_by_role("link", name="タイムライン", exact=True).click()
+    follow(page, "タイムライン")
     assert re.search(r"\d{4}年\d{1,2}月\d{1,2}日", page.locator(".day h2").inner_text())
     assert page.locator("html").get_attribute("lang") == "ja"
     page.shot("timeline-in-japanese")
 
     # An API token: shown once, then listed without its value.
-    page.get_by_role("link", name="設定", exact=True).click()
+    follow(page, "設定")
     page.get_by_role("link", name="API トークン").click()
     page.get_by_label("名前").fill("phone app")
     page.get_by_role("button", name="トークンを作成").click()
@@ -172,22 +181,22 @@ def test_a_day_with_the_diary(tab, site, account, tmp_path):
     page.shot("new-token")
     page.goto("/settings/tokens")
     assert token not in page.content()
-    assert page.get_by_role("cell", name="phone app", exact=True).is_visible()
+    assert page.get_by_role("heading", name="phone app", exact=True).is_visible()
 
     # Delete for good, confirming the browser's question.
     page.goto(entry_url)
     page.get_by_role("button", name="ゴミ箱に移動").click()
-    page.get_by_role("link", name="ゴミ箱", exact=True).click()
+    follow(page, "ゴミ箱")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="完全に削除").click()
-    assert page.get_by_text("写真とともに完全に削除しました。").is_visible()
+    page.get_by_text("写真とともに完全に削除しました。").wait_for()
     assert page.get_by_text("ゴミ箱は空です。").is_visible()
     page.shot("deleted-forever")
     assert page.request.get(photo_src).status == 404
 
     # Signing out ends the session; signed out, the browser's language (English) applies.
-    page.get_by_role("button", name="サインアウト").click()
-    assert page.get_by_text("Signed out.").is_visible()
+    follow(page, "サインアウト", role="button")
+    page.get_by_text("Signed out.").wait_for()
     page.goto("/settings")
     assert "/login" in page.url
 

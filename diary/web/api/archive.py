@@ -7,7 +7,7 @@ from itertools import chain
 
 from flask import Response, g, jsonify, request, stream_with_context
 
-from ... import archive
+from ... import archive, images
 from ...errors import InvalidInput
 from ..auth import token_required
 from . import bp
@@ -40,5 +40,7 @@ def import_() -> Response:
     upload = request.files.get("file")
     if upload is None or not (upload.filename or upload.content_length):
         raise InvalidInput("file", "Send the export as multipart/form-data field file.")
-    result = archive.import_file(g.user, upload.stream)
+    # A request may decode only so much, photos of an import included; larger
+    # archives are imported with `flask --app diary import`.
+    result = archive.import_file(g.user, upload.stream, max_pixels=images.MAX_REQUEST_PIXELS)
     return jsonify(imported=result.imported, skipped=result.skipped)

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import date
-from itertools import groupby
+from itertools import groupby, pairwise
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_skeleton
 from flask import Blueprint, Response, url_for
-from flask_babel import get_timezone
+from flask_babel import get_locale, get_timezone
 from flask_wtf import FlaskForm
 from werkzeug.urls import iri_to_uri
 from wtforms import Field
 
+from ... import search
 from ...errors import InvalidInput
 from ...infra.storage import current_storage
+from ...markdown import plain_text
 from ...models import Entry, Image
+from ...tags import tag_spans
 from ...timeline import EntryView, PhotoView
 
 E = TypeVar("E", Entry, EntryView)
@@ -97,6 +102,57 @@ def photo_srcset(image: Image | PhotoView) -> str:
     ]
     candidates.append((photo_url(image, "original"), image.width))
     return ", ".join(f"{url} {width}w" for url, width in candidates)
+
+
+def photo_box(image: Image | PhotoView, max_width: int, max_height: int) -> tuple[int, int]:
+    """Template helper: the photo's size scaled down to fit the box, for <img width height>.
+
+    The page then reserves the photo's real shape before it loads (no layout shift)
+    and shows it whole, a portrait photo as tall as the box allows, never letterboxed.
+    """
+    scale = min(1.0, max_width / image.width, max_height / image.height)
+    return max(1, round(image.width * scale)), max(1, round(image.height * scale))
+
+
+# Kana only occur in Japanese; kanji alone could be Chinese too.
+_KANA = re.compile(r"[\u3040-\u30ff\uff66-\uff9f]")
+
+
+def text_lang(text: str) -> str | None:
+    """Template filter: "ja" for text with kana, so Japanese entries get Japanese line
+    breaking and glyphs even when the pages are in English."""
+    return "ja" if _KANA.search(text or "") else None
+
+
+def entry_excerpt(text: str, query: str | None) -> list[tuple[str, bool, int | None]]:
+    """Template helper: a piece of the entry's words, Markdown syntax removed.
+
+    As (piece, is_match, tag) pieces: `tag` numbers the #tag a piece belongs to
+    (None outside tags), so the page can keep each tag on one line even where a
+    match marks only part of it.
+    """
+    pieces = search.excerpt(plain_text(text), query)
+    joined = "".join(piece for piece, _ in pieces)
+    tags = [(start, end) for start, end, _ in tag_spans(joined)]
+    cuts = sorted({cut for span in tags for cut in span})
+    result: list[tuple[str, bool, int | None]] = []
+    position = 0
+    for piece, hit in pieces:
+        end = position + len(piece)
+        bounds = [position, *(cut for cut in cuts if position < cut < end), end]
+        for start, stop in pairwise(bounds):
+            tag = next((n for n, (a, b) in enumerate(tags) if a <= start and stop <= b), None)
+            result.append((joined[start:stop], hit, tag))
+        position = end
+    return result
+
+
+def month_name(month: str | date) -> str:
+    """Template filter: a month ("2026-12" or a date) in the reader's language: 2026年12月."""
+    if isinstance(month, str):
+        year, number = (int(part) for part in month.split("-"))
+        month = date(year, number, 1)
+    return format_skeleton("yMMMM", month, locale=get_locale() or "en")
 
 
 def no_store(response: Response) -> Response:
