@@ -38,7 +38,7 @@ def parse_month(raw: str | None, today: date) -> tuple[int, int]:
     try:
         year, month = (int(part) for part in raw.split("-"))
         date(year, month, 1)
-    except ValueError:
+    except (ValueError, OverflowError):  # date() overflows on 20 digits rather than refusing
         raise InvalidInput("month", "month must look like 2024-05.") from None
     if not FIRST_YEAR <= year <= LAST_YEAR:
         raise InvalidInput(

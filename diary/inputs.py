@@ -32,10 +32,11 @@ def storable(text: str) -> bool:
 def without_surrogates(text: str) -> str:
     """Lone surrogates replaced by U+FFFD, as Werkzeug decodes undecodable bytes in a form.
 
-    For JSON that stands in for a form: echoed back into a page, a lone
-    surrogate failed the response's UTF-8 encoding.
+    For what quotes a client's JSON back (a form's field, a refusal naming a
+    record, a log line): a lone surrogate failed the UTF-8 encoding of the
+    whole response or line.
     """
-    return _SURROGATE.sub("\ufffd", text)
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
 
 
 def single_line(text: str) -> bool:

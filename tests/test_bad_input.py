@@ -402,12 +402,18 @@ def test_an_import_with_a_record_no_database_holds_imports_nothing(
             b' "text": "x"}]}',
             id="day-one-year-1",
         ),
+        # The refusal names the record by its uuid: a lone surrogate failed the response.
+        pytest.param(
+            b'{"metadata": {}, "entries": [{"uuid": "\\ud800", "creationDate": "x", "text": "x"}]}',
+            id="day-one-uuid-lone-surrogate",
+        ),
     ],
 )
 def test_a_json_import_no_database_holds_imports_nothing(app, client, auth, document):
     response = import_file(client, auth, document, "data.json")
 
     assert_problem(response, 400)
+    assert "\ud800" not in response.get_json()["detail"]
     assert entry_rows(app) == NOTHING_WRITTEN
 
 

@@ -211,6 +211,14 @@ def test_a_failed_sign_up_logs_neither_the_password_hash_nor_the_statements_para
         assert leaked not in out
 
 
+def test_a_line_quoting_a_lone_surrogate_is_still_written(app, capsys):
+    # A client's JSON "\ud800" quoted in a message failed the UTF-8 stream: the line was lost.
+    logging.getLogger("diary.test").warning("refused %s", "entry \ud800")
+
+    [line] = [line for line in log_lines(capsys.readouterr().out) if line["logger"] == "diary.test"]
+    assert line["message"] == "refused entry \ufffd"
+
+
 @pytest.mark.parametrize(
     ("line", "hidden"),
     [

@@ -318,6 +318,8 @@ def test_an_id_past_the_column_is_a_404_page(browser, method, path):
         ("1-1", ENGLISH, "Choose a month from 1900-01 to 9000-12."),
         ("9999-12", ENGLISH, "Choose a month from 1900-01 to 9000-12."),
         ("9999-12", JAPANESE, "1900-01 から 9000-12 までの月を選んでください。"),
+        # date() raised OverflowError, not ValueError, for a 20-digit year.
+        ("99999999999999999999-1", ENGLISH, "month must look like 2024-05."),
     ],
 )
 def test_a_month_the_calendar_cannot_show_is_a_400_page(browser, month, headers, message):

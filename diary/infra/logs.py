@@ -23,6 +23,7 @@ import click
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.engine import make_url
 
+from ..inputs import without_surrogates
 from ..web.auth import known_user_id
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -111,7 +112,9 @@ class JsonFormatter(logging.Formatter):
         scrubbed = {
             key: redact(value) if isinstance(value, str) else value for key, value in line.items()
         }
-        return redact(json.dumps(scrubbed, ensure_ascii=False, default=str))
+        # A lone surrogate (a client's JSON "\ud800" quoted in a message) would fail
+        # the UTF-8 stream and lose the whole line.
+        return redact(without_surrogates(json.dumps(scrubbed, ensure_ascii=False, default=str)))
 
 
 class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]

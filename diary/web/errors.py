@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from ..errors import InvalidInput
 from ..extensions import db
 from ..infra.storage import StorageUnavailable
+from ..inputs import without_surrogates
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,10 @@ def problem(
     if detail:
         body["detail"] = detail
     body.update(extensions)
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    # A message may quote the client's input, lone surrogates included (a JSON
+    # "\ud800"), which no UTF-8 response can carry.
+    text = without_surrogates(json.dumps(body))
+    response = Response(text, status=status, mimetype=PROBLEM_JSON)
     response.headers.update(headers or {})
     return response
 
