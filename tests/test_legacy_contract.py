@@ -91,6 +91,17 @@ def test_get_is_streamed_in_bounded_pieces_not_built_in_memory(client, auth, mon
     assert len(json.loads(b"".join(chunks))) == 10
 
 
+def test_a_diary_that_fits_one_piece_is_one_ordinary_response(client, auth):
+    for n in range(3):
+        client.post("/", data={"text": f"entry {n}"}, headers=auth)
+
+    response = client.get("/", headers=auth)
+
+    # A Content-Length, not a chunked stream whose length is unknown at the start.
+    assert int(response.headers["Content-Length"]) == len(response.get_data())
+    assert [row["Text"] for row in response.get_json()] == ["entry 0", "entry 1", "entry 2"]
+
+
 def test_get_of_an_empty_diary_is_an_empty_array(client, auth):
     assert client.get("/", headers=auth).get_json() == []
 

@@ -8,6 +8,7 @@ asking for `/` gets the HTML timeline instead.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 from flask import Blueprint, Response, g, json, request, stream_with_context
@@ -49,27 +50,36 @@ def index() -> Response | str:
 
 @token_required
 def list_all() -> Response:
-    # Built before the response streams: the rows are read while it does.
-    rows = entries.iter_legacy_rows(g.user)
+    """Every live entry, oldest first: one body when it fits a piece, else streamed."""
+    pieces = _json_pieces(entries.iter_legacy_rows(g.user))
+    first = next(pieces)
+    second = next(pieces, None)
+    if second is None:
+        # The whole diary fit in one piece (most do): an ordinary response with a
+        # Content-Length, without keeping the request's context open to stream.
+        return Response(first, mimetype="application/json")
+    rest = stream_with_context(pieces)
+    return Response(chain((first, second), rest), mimetype="application/json")
 
-    def generate() -> Iterator[str]:
-        # Rows are sent in pieces of about STREAM_CHUNK_CHARS: one write per row
-        # cost a system call and a chunk header each (50,000 entries streamed in
-        # 1.45 s that way, 0.90 s in pieces; one worker), and memory stays
-        # bounded by the piece.
-        pending, size = ["["], 1
-        for number, row in enumerate(rows):
-            item = legacy_json(row.id, row.created_at, row.updated_at, row.text, row.image_key)
-            piece = ("," if number else "") + json.dumps(item)
-            pending.append(piece)
-            size += len(piece)
-            if size >= STREAM_CHUNK_CHARS:
-                yield "".join(pending)
-                pending, size = [], 0
-        pending.append("]")
-        yield "".join(pending)
 
-    return Response(stream_with_context(generate()), mimetype="application/json")
+def _json_pieces(rows: Iterator[entries.LegacyRow]) -> Iterator[str]:
+    """The JSON array in pieces of about STREAM_CHUNK_CHARS.
+
+    One write per row cost a system call and a chunk header each (50,000
+    entries streamed in 1.45 s that way, 0.90 s in pieces; one worker), and
+    memory stays bounded by the piece.
+    """
+    pending, size = ["["], 1
+    for number, row in enumerate(rows):
+        item = legacy_json(row.id, row.created_at, row.updated_at, row.text, row.image_key)
+        piece = ("," if number else "") + json.dumps(item)
+        pending.append(piece)
+        size += len(piece)
+        if size >= STREAM_CHUNK_CHARS:
+            yield "".join(pending)
+            pending, size = [], 0
+    pending.append("]")
+    yield "".join(pending)
 
 
 @bp.post("/")
