@@ -1,4 +1,4 @@
-"""The pages on a phone and in Japanese (issue 13), as HTML: what the server must send.
+"""The pages on a phone and in Japanese, as HTML: what the server must send.
 
 How they look and behave in a real browser is tested in tests/browser/test_screens.py.
 """

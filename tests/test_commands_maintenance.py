@@ -124,7 +124,7 @@ def test_what_a_killed_import_stored_is_found_and_removed_by_gc(
     app, backend, user, runner, tmp_path
 ):
     """The import's rows die with its transaction; its objects wait for `storage gc`."""
-    from .test_export_import import entries_json, zip_of
+    from .test_archive import entries_json, zip_of
 
     records = [
         {"created_at": f"2020-01-0{n}T00:00:00Z", "text": f"day {n}", "photos": [{"path": p}]}
