@@ -314,8 +314,17 @@ def _photo_limit() -> int:
     return int(current_app.config["MAX_UPLOAD_MB"]) * 1024 * 1024
 
 
-def _claim_photo(path: str, label: Phrase, used: dict[str, Phrase]) -> None:
-    """One file, one photo: a path named again would be decoded and stored again per use."""
+def _archive_photo(
+    archive: Archive, path: str, original: str, label: Phrase, used: dict[str, Phrase], limit: int
+) -> IncomingPhoto:
+    """A photo of the archive, read only when stored; refused if absent or already used.
+
+    One file, one photo: a path named again would be decoded and stored again per use.
+    """
+    if path not in archive:
+        raise InvalidInput(
+            "file", "%(label)s: the photo %(path)r is not in the archive.", label=label, path=path
+        )
     if path in used:
         raise InvalidInput(
             "file",
@@ -325,6 +334,7 @@ def _claim_photo(path: str, label: Phrase, used: dict[str, Phrase]) -> None:
             other=used[path],
         )
     used[path] = label
+    return IncomingPhoto(read=lambda: archive.read(path, limit), original_filename=original[:255])
 
 
 def _check_export_header(header: dict[str, Any], *, complete: bool) -> None:
@@ -383,25 +393,12 @@ def _diary_record(
         if not isinstance(photo, dict) or not isinstance(photo.get("path"), str):
             raise InvalidInput("file", "%(label)s: every photo needs a path.", label=label)
         path = photo["path"]
-        if path not in archive:
-            raise InvalidInput(
-                "file",
-                "%(label)s: the photo %(path)r is not in the archive.",
-                label=label,
-                path=path,
-            )
-        _claim_photo(path, label, used)
         original = photo.get("original_filename") or PurePosixPath(path).name
         if not isinstance(original, str):
             raise InvalidInput(
                 "file", "%(label)s: original_filename must be a string.", label=label
             )
-        incoming.append(
-            IncomingPhoto(
-                read=lambda path=path: archive.read(path, limit),
-                original_filename=original[:255],
-            )
-        )
+        incoming.append(_archive_photo(archive, path, original, label, used, limit))
     created = _parse_time(item.get("created_at"), label, "created_at")
     updated = (
         _parse_time(item["updated_at"], label, "updated_at")
@@ -496,20 +493,8 @@ def _day_one_record(
             )
         if not isinstance(md5, str) or not isinstance(kind, str):
             raise InvalidInput("file", "%(label)s: a photo has no md5.", label=label)
-        path = f"photos/{md5}.{kind}"
-        if path not in archive:
-            raise InvalidInput(
-                "file",
-                "%(label)s: the photo %(path)r is not in the archive.",
-                label=label,
-                path=path,
-            )
-        _claim_photo(path, label, used)
         photos.append(
-            IncomingPhoto(
-                read=lambda path=path: archive.read(path, limit),
-                original_filename=f"{md5}.{kind}",
-            )
+            _archive_photo(archive, f"photos/{md5}.{kind}", f"{md5}.{kind}", label, used, limit)
         )
     if not text and not photos:
         return None  # Day One keeps empty drafts; there is nothing to import.

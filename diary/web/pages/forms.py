@@ -88,14 +88,8 @@ def _json_members(form: Form) -> MultiDict[str, Any]:
     return members
 
 
-class LoginForm(Form):
-    email = EmailField(_l("Email"), validators=[DataRequired(REQUIRED)])
-    password = PasswordField(_l("Password"), validators=[DataRequired(REQUIRED)])
-
-
-class SignupForm(Form):
-    email = EmailField(_l("Email"), validators=[DataRequired(REQUIRED)])
-    display_name = StringField(
+def display_name_field() -> StringField:
+    return StringField(
         _l("Display name"),
         validators=[
             Length(
@@ -104,8 +98,12 @@ class SignupForm(Form):
             )
         ],
     )
-    password = PasswordField(
-        _l("Password"),
+
+
+def new_password_field(label: str) -> PasswordField:
+    """A password being chosen: required, and long enough."""
+    return PasswordField(
+        label,
         validators=[
             DataRequired(REQUIRED),
             Length(
@@ -114,10 +112,22 @@ class SignupForm(Form):
             ),
         ],
     )
-    confirm = PasswordField(
-        _l("Password again"),
-        validators=[EqualTo("password", message=_l("The two passwords differ."))],
-    )
+
+
+def confirm_field(label: str, of: str) -> PasswordField:
+    return PasswordField(label, validators=[EqualTo(of, message=_l("The two passwords differ."))])
+
+
+class LoginForm(Form):
+    email = EmailField(_l("Email"), validators=[DataRequired(REQUIRED)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(REQUIRED)])
+
+
+class SignupForm(Form):
+    email = EmailField(_l("Email"), validators=[DataRequired(REQUIRED)])
+    display_name = display_name_field()
+    password = new_password_field(_l("Password"))
+    confirm = confirm_field(_l("Password again"), "password")
 
 
 class EntryForm(Form):
@@ -131,15 +141,7 @@ class EditEntryForm(Form):
 
 
 class ProfileForm(Form):
-    display_name = StringField(
-        _l("Display name"),
-        validators=[
-            Length(
-                max=MAX_DISPLAY_NAME,
-                message=_l("At most %(max)d characters.", max=MAX_DISPLAY_NAME),
-            )
-        ],
-    )
+    display_name = display_name_field()
     time_zone = SelectField(_l("Time zone"), validate_choice=True)
     language = SelectField(_l("Language"), validate_choice=True)
 
@@ -158,20 +160,8 @@ class ProfileForm(Form):
 
 class PasswordForm(Form):
     current_password = PasswordField(_l("Current password"), validators=[DataRequired(REQUIRED)])
-    new_password = PasswordField(
-        _l("New password"),
-        validators=[
-            DataRequired(REQUIRED),
-            Length(
-                min=MIN_PASSWORD_LENGTH,
-                message=_l("At least %(min)d characters.", min=MIN_PASSWORD_LENGTH),
-            ),
-        ],
-    )
-    confirm = PasswordField(
-        _l("New password again"),
-        validators=[EqualTo("new_password", message=_l("The two passwords differ."))],
-    )
+    new_password = new_password_field(_l("New password"))
+    confirm = confirm_field(_l("New password again"), "new_password")
     # Ticked at first: a password is mostly changed because it may have leaked,
     # and whoever knew it could have made a token that would outlive the change.
     revoke_tokens = BooleanField(_l("Also revoke all my API tokens"), default=True)
