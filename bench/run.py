@@ -68,7 +68,7 @@ CONNECTION_COUNTS = (8, 32)
 WRK = os.environ.get("WRK", "/usr/bin/wrk")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-# Targets of issue 13, in CPU milliseconds of the server's processes per request.
+# Targets, in CPU milliseconds of the server's processes per request.
 POST_TEXT_CPU_MS = 2.0
 TIMELINE_CPU_MS = 2.0
 

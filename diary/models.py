@@ -197,7 +197,7 @@ class EntryImport(db.Model):
     )
 
 
-# --- sign-in throttling (issue 12) -------------------------------------------
+# --- sign-in throttling -------------------------------------------------------
 
 
 class RateLimitCounter(db.Model):

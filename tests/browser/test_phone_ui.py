@@ -1,4 +1,4 @@
-"""What a phone user does (issue 13), with and without JavaScript, in Chromium.
+"""What a phone user does, with and without JavaScript, in Chromium.
 
 The menu, the whole entry card, tags, the photo viewer, moving photos and
 copying a new token; every control also works with scripts turned off.

@@ -1,4 +1,4 @@
-"""Every page, as a 390 px phone in Japanese and as a desktop in English (issue 13).
+"""Every page, as a 390 px phone in Japanese and as a desktop in English.
 
 Each page is saved as a screenshot (the folder is printed, and named in any
 failure) to look at, and the test fails on what can be measured:
