@@ -10,6 +10,7 @@ import re
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from ..servers import flask_cli
 from .test_screens import CONFIGS, picture, post_entry, sign_in
@@ -173,7 +174,8 @@ def test_a_new_token_is_copied_with_one_tap(chromium, site, account):
 
         page.get_by_role("button", name="コピー").click()
 
-        assert page.locator("[data-copy-status]").inner_text() == "コピーしました"
+        # The copy is asynchronous: wait for its status rather than read it at once.
+        expect(page.locator("[data-copy-status]")).to_have_text("コピーしました")
         assert page.evaluate("navigator.clipboard.readText()") == token
         # The Revoke buttons stay on one line on a phone.
         for button in page.get_by_role("button", name=re.compile("を無効にする|無効にする")).all():
