@@ -195,7 +195,7 @@ def main(argv: list[str]) -> int:
                 flush=True,
             )
             stats = pstats.Stats(profiler, stream=report)
-            stats.sort_stats("cumulative").print_stats(TOP)
+            stats.sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(TOP)
     return 0
 
 

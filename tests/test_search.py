@@ -112,6 +112,19 @@ def test_other_users_and_trashed_entries_are_never_found(
     assert found(client, auth, "朝食") == ["my own 朝食"]
 
 
+def test_a_long_entry_is_found_by_words_anywhere_in_it(
+    app: Flask, client: FlaskClient, user: User, auth: dict[str, str]
+) -> None:
+    # About 1,800 distinct terms, written in one statement on PostgreSQL.
+    filler = "".join(chr(0x4E00 + n) for n in range(1_900))
+    text = f"朝食 {filler} 最後の夕焼け"
+    add_entry(app, user, text)
+    assert found(client, auth, "朝食") == [text]
+    assert found(client, auth, "夕焼け") == [text]
+    assert found(client, auth, chr(0x4E00 + 1_000) + chr(0x4E00 + 1_001)) == [text]
+    assert found(client, auth, chr(0x4E00 + 1_001) + chr(0x4E00 + 1_000)) == []
+
+
 def test_editing_an_entry_updates_what_finds_it(
     app: Flask, client: FlaskClient, user: User, auth: dict[str, str]
 ) -> None:
