@@ -115,7 +115,7 @@ def test_other_users_and_trashed_entries_are_never_found(
 def test_a_long_entry_is_found_by_words_anywhere_in_it(
     app: Flask, client: FlaskClient, user: User, auth: dict[str, str]
 ) -> None:
-    # About 1,800 distinct terms, written in one statement on PostgreSQL.
+    # About 3,800 distinct terms (characters and pairs), one statement on PostgreSQL.
     filler = "".join(chr(0x4E00 + n) for n in range(1_900))
     text = f"朝食 {filler} 最後の夕焼け"
     add_entry(app, user, text)
