@@ -196,6 +196,20 @@ def token_for_new_user(app: Flask, email: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(user, 'tests')[1]}"}
 
 
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every frame decoded (Pillow makes a decoder for each), by decoder name."""
+    made: list[str] = []
+    real = PILImage._getdecoder
+
+    def counting(mode, decoder_name, *args, **kwargs):
+        made.append(decoder_name)
+        return real(mode, decoder_name, *args, **kwargs)
+
+    monkeypatch.setattr(PILImage, "_getdecoder", counting)
+    return made
+
+
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color: str = "teal") -> bytes:
     buffer = io.BytesIO()
     PILImage.new("RGB", size, color).save(buffer, fmt)

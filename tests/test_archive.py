@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -410,6 +411,13 @@ def test_day_one_json_with_photos_asks_for_the_zip(
 # --- the original service -------------------------------------------------
 
 
+def import_original(app: Flask, user: User, path: Path, bucket: str, endpoint: str) -> Result:
+    """`flask import` of the original service's JSON dump, its photos read from `bucket`."""
+    arguments = ["import", "--user", user.email, str(path)]
+    arguments += ["--source-bucket", bucket, "--source-endpoint", endpoint]
+    return app.test_cli_runner().invoke(args=arguments)
+
+
 def test_the_original_services_data_comes_over_with_photos_from_its_bucket(
     app: Flask,
     client: FlaskClient,
@@ -443,17 +451,7 @@ def test_the_original_services_data_comes_over_with_photos_from_its_bucket(
     ]
     path = tmp_path / "original.json"
     path.write_text(json.dumps(legacy, ensure_ascii=False))
-    arguments = [
-        "import",
-        "--user",
-        user.email,
-        str(path),
-        "--source-bucket",
-        source,
-        "--source-endpoint",
-        s3_endpoint,
-    ]
-    result = app.test_cli_runner().invoke(args=arguments)
+    result = import_original(app, user, path, source, s3_endpoint)
     assert result.exit_code == 0, result.output
     assert "imported 2 entries" in result.output
     items = client.get("/api/v1/entries", headers=auth).json["items"]
@@ -462,7 +460,7 @@ def test_the_original_services_data_comes_over_with_photos_from_its_bucket(
     with app.app_context():
         image = db.session.scalars(db.select(Image)).one()
         assert current_storage().get(image.storage_key) == photo
-    again = app.test_cli_runner().invoke(args=arguments)
+    again = import_original(app, user, path, source, s3_endpoint)
     assert "imported 0 entries, skipped 2" in again.output
 
 
@@ -477,18 +475,7 @@ def test_an_original_photo_missing_from_its_bucket_imports_nothing(
     path = tmp_path / "original.json"
     path.write_text(json.dumps(legacy))
     before = row_counts(app)
-    result = app.test_cli_runner().invoke(
-        args=[
-            "import",
-            "--user",
-            user.email,
-            str(path),
-            "--source-bucket",
-            source,
-            "--source-endpoint",
-            s3_endpoint,
-        ]
-    )
+    result = import_original(app, user, path, source, s3_endpoint)
     assert result.exit_code != 0
     assert "'gone.jpg' is not in bucket" in result.output
     assert row_counts(app) == before
@@ -581,20 +568,6 @@ def test_what_a_member_expands_to_is_counted_as_it_is_read_not_as_declared(
     assert row_counts(app)["entries"] == 0
 
 
-def counting_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    from PIL import Image as PILImage
-
-    made: list[str] = []
-    real = PILImage._getdecoder
-
-    def counting(mode, decoder_name, *args, **kwargs):
-        made.append(decoder_name)
-        return real(mode, decoder_name, *args, **kwargs)
-
-    monkeypatch.setattr(PILImage, "_getdecoder", counting)
-    return made
-
-
 @pytest.mark.parametrize(
     ("members", "path"),
     [
@@ -631,12 +604,11 @@ def test_a_photo_used_twice_is_refused_before_any_is_decoded(
     app: Flask,
     client: FlaskClient,
     auth: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    decodes: list[str],
     members: dict[str, bytes],
     path: str,
 ) -> None:
     """One member named by many records was decoded and stored once per record."""
-    decodes = counting_decodes(monkeypatch)
     response = import_via_api(client, auth, zip_of(members), "x.zip")
     assert response.status_code == 400, response.text
     assert f"the photo '{path}' is already used by" in response.json["detail"]
@@ -650,6 +622,7 @@ def test_an_import_through_the_api_decodes_no_more_than_one_request_may(
     auth: dict[str, str],
     user: User,
     monkeypatch: pytest.MonkeyPatch,
+    decodes: list[str],
     tmp_path: Path,
 ) -> None:
     """The budget of an upload request (MAX_REQUEST_PIXELS); the CLI imports any size."""
@@ -665,7 +638,7 @@ def test_an_import_through_the_api_decodes_no_more_than_one_request_may(
         for n, color in ((1, "red"), (2, "blue"), (3, "green"))
     }
     data = zip_of(members)
-    decodes = counting_decodes(monkeypatch)
+    decodes.clear()  # only what the request decodes
 
     response = import_via_api(client, auth, data, "x.zip")
 

@@ -222,20 +222,6 @@ def test_presigned_urls_are_reused_while_fresh_and_renewed_before_expiry(app, mo
 # --- animations and what one request may decode ------------------------------
 
 
-@pytest.fixture
-def decodes(monkeypatch) -> list[str]:
-    """Every frame decoded (Pillow makes a decoder for each), by decoder name."""
-    made: list[str] = []
-    real = PILImage._getdecoder
-
-    def counting(mode, decoder_name, *args, **kwargs):
-        made.append(decoder_name)
-        return real(mode, decoder_name, *args, **kwargs)
-
-    monkeypatch.setattr(PILImage, "_getdecoder", counting)
-    return made
-
-
 def _multi_image_heif() -> bytes:
     heif = pillow_heif.from_pillow(PILImage.new("RGB", (32, 24), "red"))
     heif.add_from_pillow(PILImage.new("RGB", (32, 24), "blue"))

@@ -367,29 +367,6 @@ def test_changing_the_password_needs_the_current_one(app, client, user):
     assert user_row(app, user.id).password_hash == user.password_hash
 
 
-def test_changing_the_password_signs_out_other_browsers(app, client, user):
-    other_browser = app.test_client()
-    sign_in(other_browser, user.email)
-    sign_in(client, user.email)
-
-    response = client.post(
-        "/settings/password",
-        data={
-            "current_password": PASSWORD,
-            "new_password": "brand new pass",
-            "confirm": "brand new pass",
-        },
-        headers=BROWSER,
-    )
-
-    assert response.headers["Location"] == "/settings"
-    assert "Password changed" in page(client, "/settings")
-    assert other_browser.get("/", headers=BROWSER).status_code == 302
-    fresh = app.test_client()
-    assert fresh.post("/login", data={"email": user.email, "password": PASSWORD}).status_code == 401
-    sign_in(fresh, user.email, "brand new pass")
-
-
 def change_password(client, **extra):
     return client.post(
         "/settings/password",
@@ -401,6 +378,21 @@ def change_password(client, **extra):
         },
         headers=BROWSER,
     )
+
+
+def test_changing_the_password_signs_out_other_browsers(app, client, user):
+    other_browser = app.test_client()
+    sign_in(other_browser, user.email)
+    sign_in(client, user.email)
+
+    response = change_password(client)
+
+    assert response.headers["Location"] == "/settings"
+    assert "Password changed" in page(client, "/settings")
+    assert other_browser.get("/", headers=BROWSER).status_code == 302
+    fresh = app.test_client()
+    assert fresh.post("/login", data={"email": user.email, "password": PASSWORD}).status_code == 401
+    sign_in(fresh, user.email, "brand new pass")
 
 
 def test_the_password_page_offers_to_revoke_the_live_tokens_ticked(app, client, user):
