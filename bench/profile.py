@@ -4,13 +4,15 @@ In-process against a fresh PostgreSQL database seeded as the bench seeds it (mot
 for storage): the WSGI app is called directly, as gunicorn calls it, with request
 environments built before the clock starts, so neither an HTTP server, a load
 generator nor a test client's own work is in the figures. For each scenario
-(post_text, timeline, get, api_page): CPU milliseconds and SQL statements per
-request without a profiler (time.process_time over PROFILE_REQUESTS requests after a warm-up), then
-the same requests under cProfile timed by CPU, printed by cumulative time. cProfile
-adds a cost to every Python call, so read its figures as shares, not milliseconds.
+(post_text, timeline, get, api_page, and healthz, the floor every request pays): CPU
+milliseconds and SQL statements per request without a profiler (time.process_time over
+PROFILE_REQUESTS requests after a warm-up), then the same requests under cProfile timed
+by CPU, printed by PROFILE_SORT (cumulative time unless told), PROFILE_TOP lines, and
+written to PROFILE_DUMP/<scenario>.prof when PROFILE_DUMP names a folder. cProfile adds
+a cost to every Python call, so read its figures as shares, not milliseconds.
 
-One thread and no gunicorn, so no change feed: where the code still has a token cache it
-stays off (each request reads its token), while the API page cache still serves repeats.
+One thread and no gunicorn: what gunicorn adds (its HTTP parsing, the request body
+deadline, which steps aside without gunicorn's socket) is only in `make bench`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -42,6 +45,7 @@ from tests.servers import flask_cli, moto_s3_server, postgres_database, service_
 
 REQUESTS = int(os.environ.get("PROFILE_REQUESTS", "300"))
 TOP = int(os.environ.get("PROFILE_TOP", "40"))
+DUMP = os.environ.get("PROFILE_DUMP")  # a folder: each scenario's stats as <name>.prof
 WARM_UP = 30
 
 
@@ -110,7 +114,17 @@ def environments(cookie: str) -> dict[str, Callable[[], dict[str, Any]]]:
             path="/api/v1/entries", query_string="limit=20", headers=bearer(PAGE_USER)
         ).get_environ()
 
-    return {"post_text": post_text, "timeline": timeline, "get": legacy_get, "api_page": api_page}
+    def healthz() -> dict[str, Any]:
+        # The floor: what every request pays before its view does anything.
+        return EnvironBuilder(path="/healthz").get_environ()
+
+    return {
+        "post_text": post_text,
+        "timeline": timeline,
+        "get": legacy_get,
+        "api_page": api_page,
+        "healthz": healthz,
+    }
 
 
 def run(
@@ -194,6 +208,8 @@ def main(argv: list[str]) -> int:
                 file=report,
                 flush=True,
             )
+            if DUMP:
+                profiler.dump_stats(Path(DUMP) / f"{name}.prof")
             stats = pstats.Stats(profiler, stream=report)
             stats.sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(TOP)
     return 0

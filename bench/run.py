@@ -429,6 +429,15 @@ def check(target: Target, request: Request, content_type: str, items: int | None
         raise RuntimeError(f"{request.path} on {target.base}: {problem}: {answer.text[:300]}")
 
 
+def same_answer(one: Target, other: Target, request: Request) -> bool:
+    """Whether both servers answer the GET `request` with the same JSON."""
+    answers = [
+        requests.get(target.base + request.path, headers=request.headers, timeout=30).json()
+        for target in (one, other)
+    ]
+    return answers[0] == answers[1]
+
+
 def median_by_rate(runs: list[dict[str, float]]) -> dict[str, float]:
     return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
 
@@ -561,6 +570,8 @@ SCENARIOS = {
     "api_page": "GET /api/v1/entries?limit=20",
 }
 PHOTO_SCENARIO = "POST / 3 MB photo (8 connections)"
+# The scenarios bench/ceiling.py also serves: the least a Flask app spends on them here.
+CEILING_SCENARIOS = ("get", "post_text")
 
 
 def machine() -> str:
@@ -594,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     diary: dict[tuple[str, int], dict[str, float]] = {}
     original: dict[tuple[str, int], dict[str, float]] = {}
+    ceiling: dict[tuple[str, int], dict[str, float]] = {}
     figures: list[tuple[str, str]] = []
 
     with (
@@ -609,7 +621,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"the Go service's table holds {rows} rows, not {PAGE_ENTRIES}")
 
         started = time.monotonic()
-        with gunicorn_server(svc["env"]) as base:
+        with (
+            gunicorn_server(svc["env"]) as base,
+            gunicorn_server(svc["env"], app="bench.ceiling:app") as ceiling_base,
+        ):
             wait_for_health(base)
             figures.append(("diary: start to first answer", f"{time.monotonic() - started:.2f} s"))
             port = int(base.rsplit(":", 1)[1])
@@ -642,6 +657,13 @@ def main(argv: list[str] | None = None) -> int:
                 "get": Request("/", {}, get_script),
                 "post_text": Request("/", {}, text_script, text_body),
             }
+            ceiling_master = gunicorn_master_pid(int(ceiling_base.rsplit(":", 1)[1]))
+            ceiling_target = Target(
+                ceiling_base, lambda: [ceiling_master, *gunicorn_worker_pids(ceiling_master)]
+            )
+            # The yardstick answers exactly what diary answers, or it measures nothing.
+            if not same_answer(diary_target, ceiling_target, diary_requests["get"]):
+                raise RuntimeError("bench/ceiling.py's GET / differs from diary's")
             check(diary_target, diary_requests["get"], "application/json", PAGE_ENTRIES)
             check(diary_target, diary_requests["timeline"], "text/html")
             check(diary_target, diary_requests["api_page"], "application/json")
@@ -654,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             with MemorySampler(master, lambda: gunicorn_worker_pids(master)) as sampler:
                 for name in ("get", "timeline", "api_page", "post_text"):
                     for connections in CONNECTION_COUNTS:
-                        diary_runs, original_runs = [], []
+                        diary_runs, original_runs, ceiling_runs = [], [], []
                         for _ in range(REPEATS):
                             diary_runs.append(
                                 measure(diary_target, diary_requests[name], connections)
@@ -663,9 +685,15 @@ def main(argv: list[str] | None = None) -> int:
                                 original_runs.append(
                                     measure(go, original_requests[name], connections)
                                 )
+                            if name in CEILING_SCENARIOS:
+                                ceiling_runs.append(
+                                    measure(ceiling_target, diary_requests[name], connections)
+                                )
                         diary[name, connections] = median_by_rate(diary_runs)
                         if original_runs:
                             original[name, connections] = median_by_rate(original_runs)
+                        if ceiling_runs:
+                            ceiling[name, connections] = median_by_rate(ceiling_runs)
                         print(
                             f"  {SCENARIOS[name]:<40} {connections:>2} conns:"
                             f" diary {diary[name, connections]['rps']:.0f} req/s"
@@ -828,6 +856,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {label:<40} {connections:>5}   {fmt(diary[name, connections])}"
                 f"   {fmt(original.get((name, connections)))}"
             )
+    print(
+        "\n  the least a Flask app spends here (bench/ceiling.py: the same statements and JSON,"
+        "\n  no extensions, hooks or SQLAlchemy, under the same gunicorn.conf.py; a yardstick)"
+    )
+    print(f"  {'scenario':<40} {'conns':>5}   {head}")
+    for name in CEILING_SCENARIOS:
+        for connections in CONNECTION_COUNTS:
+            print(f"  {SCENARIOS[name]:<40} {connections:>5}   {fmt(ceiling[name, connections])}")
 
     print("\nother figures")
     width = max(len(name) for name, _ in figures)
@@ -841,7 +877,9 @@ def main(argv: list[str] | None = None) -> int:
             f"POST / text < {POST_TEXT_CPU_MS:g} ms CPU per request",
             post_cpu < POST_TEXT_CPU_MS,
             " / ".join(f"{diary['post_text', c]['cpu_ms']:.2f}" for c in CONNECTION_COUNTS)
-            + " ms (8 / 32 conns)",
+            + " ms (8 / 32 conns; the least Flask app "
+            + " / ".join(f"{ceiling['post_text', c]['cpu_ms']:.2f}" for c in CONNECTION_COUNTS)
+            + " ms)",
         )
     )
     timeline_cpu = max(diary["timeline", c]["cpu_ms"] for c in CONNECTION_COUNTS)
@@ -855,11 +893,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     go_get = original.get(("get", 32))
     diary_get = diary["get", 32]["rps"]
+    least_flask_get = ceiling["get", 32]["rps"]
     targets.append(
         (
             "GET / 20 entries, 32 conns: rate >= the Go service's",
             go_get is not None and diary_get >= go_get["rps"],
-            f"{diary_get:.0f} vs {go_get['rps']:.0f} req/s ({diary_get / go_get['rps']:.2f}x)"
+            f"{diary_get:.0f} vs {go_get['rps']:.0f} req/s ({diary_get / go_get['rps']:.2f}x;"
+            f" the least Flask app {least_flask_get:.0f} req/s,"
+            f" {least_flask_get / go_get['rps']:.2f}x)"
             if go_get is not None
             else "no Go figure",
         )

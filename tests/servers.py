@@ -111,15 +111,15 @@ def silent_server() -> Iterator[str]:
 
 
 @contextmanager
-def gunicorn_server(env: Mapping[str, str]) -> Iterator[str]:
-    """The real gunicorn with the project's gunicorn.conf.py."""
+def gunicorn_server(env: Mapping[str, str], app: str = "wsgi:app") -> Iterator[str]:
+    """The real gunicorn with the project's gunicorn.conf.py (serving `app`, diary unless told)."""
     port = free_port()
     full_env = {**os.environ, **env, "PORT": str(port)}
     # GUNICORN_LOG (in `env` or the test run's environment) keeps the server's log to read.
     log_path = Path(env.get("GUNICORN_LOG") or os.environ.get("GUNICORN_LOG", "/dev/null"))
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app],
             cwd=ROOT,
             env=full_env,
             stdout=log,
@@ -144,7 +144,7 @@ def gunicorn_master_pid(port: str | int) -> int:
     """The master of the gunicorn started by gunicorn_server on `port` (found by its PORT)."""
     marker = f"PORT={port}".encode()
     out = subprocess.run(
-        ["pgrep", "-f", "gunicorn.*wsgi:app"], capture_output=True, text=True, check=False
+        ["pgrep", "-f", "gunicorn -c gunicorn.conf.py"], capture_output=True, text=True, check=False
     )
     for pid in (int(p) for p in out.stdout.split()):
         with suppress(OSError):
