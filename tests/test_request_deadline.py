@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from diary.web.request_deadline import RequestBodyDeadline, RequestBodyTimeout
+
 from .conftest import image_bytes
 from .servers import flask_cli, gunicorn_server
 
@@ -262,3 +264,66 @@ def test_a_slow_but_steady_upload_within_the_bound_is_accepted(tmp_path: Path):
         connection.close()
     assert response.status == 201, payload
     assert json.loads(payload)["text"] == "slow but steady"
+
+
+# --- the middleware itself, on a socket pair (no gunicorn) -------------------------
+
+
+def reading_app(environ: dict, start_response) -> list[bytes]:
+    """A WSGI app that reads the whole body, as a form parser would."""
+    body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+def call_with_socket(middleware: RequestBodyDeadline, server_end: socket.socket) -> bytes:
+    """One request whose body comes from `server_end`, as gunicorn would hand it over."""
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "CONTENT_LENGTH": "5",
+        "gunicorn.socket": server_end,
+        "wsgi.input": server_end.makefile("rb"),
+    }
+    result = middleware(environ, lambda status, headers, exc_info=None: None)
+    try:
+        return b"".join(result)
+    finally:
+        result.close()
+
+
+def deadline_threads() -> int:
+    return sum(thread.name == "request-body-deadline" for thread in threading.enumerate())
+
+
+def test_one_watchdog_thread_serves_every_request_of_a_process():
+    middleware = RequestBodyDeadline(reading_app, seconds=30)
+    before = deadline_threads()
+    for number in range(50):
+        client_end, server_end = socket.socketpair()
+        with client_end, server_end:
+            client_end.sendall(b"%05d" % number)
+            assert call_with_socket(middleware, server_end) == b"%05d" % number
+    assert deadline_threads() == before + 1
+    assert not middleware.watchdog._pending, "finished requests are no longer watched"
+
+
+def test_a_body_still_arriving_when_the_time_is_up_is_cut_off():
+    middleware = RequestBodyDeadline(reading_app, seconds=0.3)
+    client_end, server_end = socket.socketpair()
+    with client_end, server_end:
+        client_end.sendall(b"ab")  # three bytes short, and no more come
+        with pytest.raises(RequestBodyTimeout):
+            call_with_socket(middleware, server_end)
+
+
+def test_a_finished_request_keeps_its_connection_after_the_time_is_up():
+    """The next request on a kept-alive connection must still be readable."""
+    middleware = RequestBodyDeadline(reading_app, seconds=0.2)
+    client_end, server_end = socket.socketpair()
+    with client_end, server_end:
+        client_end.sendall(b"first")
+        assert call_with_socket(middleware, server_end) == b"first"
+        time.sleep(0.6)  # well past the first body's deadline
+        client_end.sendall(b"again")
+        server_end.settimeout(5)
+        assert server_end.recv(5) == b"again"
