@@ -90,13 +90,18 @@ class Entry(db.Model):
     )
 
 
-def is_live(user: User) -> sa.ColumnElement[bool]:
+def is_live(user: User | sa.BindParameter[int]) -> sa.ColumnElement[bool]:
     """The one definition of a live entry: the user's, on the timeline, not in Trash.
 
     Every list, count, search, tag, calendar and export reads entries through
-    it; ix_entries_user_timeline above is the index it is served by.
+    it; ix_entries_user_timeline above is the index it is served by. `user`
+    may be a bound parameter standing for the user's id, in a statement built
+    once and run for every request. The columns are the table's, so a plain
+    (Core) statement stays one; an ORM statement takes them just the same.
     """
-    return sa.and_(Entry.user_id == user.id, Entry.deleted_at.is_(None))
+    columns = Entry.__table__.c
+    user_id = user if isinstance(user, sa.BindParameter) else user.id
+    return sa.and_(columns.user_id == user_id, columns.deleted_at.is_(None))
 
 
 class Image(db.Model):
