@@ -48,7 +48,8 @@ def _request_babel() -> tuple[Any, Any, Any]:
     return found
 
 
-def _gettext(message: str) -> str:
+def gettext(message: str) -> str:
+    """This request's translation of `message`, for templates and per-item view code."""
     return _request_babel()[0].ugettext(message)
 
 
@@ -81,7 +82,7 @@ def format_datetime(value: datetime, format: str = "medium") -> str:
 def init_app(app: Flask) -> None:
     """After Flask-Babel's init_app: the templates' `_`, `ngettext` and date filters."""
     app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]
-        gettext=_gettext, ngettext=_ngettext, newstyle=True
+        gettext=gettext, ngettext=_ngettext, newstyle=True
     )
     app.jinja_env.filters.update(
         dateformat=format_date, timeformat=format_time, datetimeformat=format_datetime

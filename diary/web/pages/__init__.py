@@ -17,6 +17,7 @@ from .common import (
     no_store,
     photo_box,
     photo_srcset,
+    photo_tiles,
     photo_url,
     text_lang,
 )
@@ -37,5 +38,6 @@ def init_app(app: Flask) -> None:
     app.add_template_global(entry_excerpt)
     app.add_template_global(photo_srcset)
     app.add_template_global(photo_box)
+    app.add_template_global(photo_tiles)
     app.add_template_global(lambda: str(get_locale() or "en"), "current_locale")
     account.init_app(app)
