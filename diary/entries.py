@@ -26,7 +26,7 @@ from .images import (
 )
 from .infra.storage import StorageUnavailable, current_storage
 from .inputs import possible_id, storable
-from .models import Entry, Image, User, is_live
+from .models import Entry, Image, User, is_live, is_trashed
 from .timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -343,7 +343,7 @@ def update_entry(
 
 def trashed_entries(user: User) -> sa.Select[tuple[Entry]]:
     """The user's entries in Trash: the complement of is_live."""
-    return sa.select(Entry).where(Entry.user_id == user.id, Entry.deleted_at.is_not(None))
+    return sa.select(Entry).where(is_trashed(user))
 
 
 def get_trashed_entry(user: User, entry_id: int) -> Entry:

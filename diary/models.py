@@ -100,8 +100,17 @@ def is_live(user: User | sa.BindParameter[int]) -> sa.ColumnElement[bool]:
     (Core) statement stays one; an ORM statement takes them just the same.
     """
     columns = Entry.__table__.c
-    user_id = user if isinstance(user, sa.BindParameter) else user.id
-    return sa.and_(columns.user_id == user_id, columns.deleted_at.is_(None))
+    return sa.and_(columns.user_id == _user_id(user), columns.deleted_at.is_(None))
+
+
+def is_trashed(user: User | sa.BindParameter[int]) -> sa.ColumnElement[bool]:
+    """The user's entries in Trash: the complement of is_live, taking `user` the same ways."""
+    columns = Entry.__table__.c
+    return sa.and_(columns.user_id == _user_id(user), columns.deleted_at.is_not(None))
+
+
+def _user_id(user: User | sa.BindParameter[int]) -> int | sa.BindParameter[int]:
+    return user if isinstance(user, sa.BindParameter) else user.id
 
 
 class Image(db.Model):
