@@ -209,6 +209,34 @@ def test_a_single_portrait_photo_keeps_its_shape(app, browser, user):
     assert 'width="432" height="576"' in entry
 
 
+def test_an_entrys_photos_open_the_viewer_with_labels_in_the_readers_language(app, browser, user):
+    entry_id = add_entry(app, user, "two photos", photos=(image_bytes(), image_bytes()))
+
+    html = page(browser, "/", JAPANESE)
+
+    photos = html[html.index('<ul class="photos"') : html.index("</ul>", html.index("photos"))]
+    for number in (1, 2):
+        link = re.search(rf'<a href="/entries/{entry_id}/photos/{number}">\s*<img ([^>]*)>', photos)
+        assert link is not None, photos
+        image = link.group(1)
+        assert f'alt="写真 {number} / 2"' in image
+        # A grid of thumbnails, with the larger sizes for wide screens.
+        assert 'srcset="' in image and 'sizes="' in image
+
+
+def test_photos_in_trash_open_the_original_in_a_new_tab(app, browser, user):
+    entry_id = add_entry(app, user, "gone", photos=(image_bytes(),))
+    assert browser.post(f"/entries/{entry_id}/delete", headers=BROWSER).status_code == 302
+
+    html = page(browser, "/trash")
+
+    photos = html[html.index('<ul class="photos small"') :]
+    link = re.search(r'<a href="([^"]+)" target="_blank" rel="noopener">\s*<img ([^>]*)>', photos)
+    assert link is not None, photos
+    assert "/photos/" not in link.group(1), "Trash has no viewer"
+    assert 'srcset="' not in link.group(2)
+
+
 def test_the_photo_viewer_shows_each_photo_with_previous_and_next(app, browser, user):
     entry_id = add_entry(
         app, user, "two photos", photos=(image_bytes(size=(800, 600)), image_bytes())
