@@ -131,8 +131,9 @@ class Watchdog:
 
     def watch(self, body: DeadlineInput) -> float:
         """Expire `body` after the allowance, unless it is forgotten first; its deadline."""
-        deadline = time.monotonic() + self.seconds
         with self._lock:
+            # Read under the lock, so the dict's order is the deadlines' order.
+            deadline = time.monotonic() + self.seconds
             self._pending[body] = deadline
             if self._running_in != os.getpid():
                 self._running_in = os.getpid()
@@ -158,7 +159,12 @@ class Watchdog:
                     del self._pending[body]
                 wake_at = next(iter(self._pending.values()), now + self.seconds)
             for body in due:
-                body.expire()
+                # The one thread serves every request of the process: whatever
+                # one body does, it must go on to the next.
+                try:
+                    body.expire()
+                except Exception:
+                    log.exception("expiring a request body failed")
             time.sleep(max(0.0, wake_at - time.monotonic()))
 
 
