@@ -130,8 +130,9 @@ def photo_tiles(
     A lone photo (`single`) is shown at its own shape, at display size; several
     as thumbnails. Each links to the photo viewer, except in Trash, whose
     entries have no viewer (the original opens instead). Built here rather than
-    in the template: there each URL, size and label was a call of its own
-    through Jinja, about a quarter of a timeline's cost (bench/profile.py).
+    in the template, where each URL, size and label was a call of its own
+    through Jinja: a timeline's photos were about a quarter of its CPU
+    (bench/profile.py), and this took a tenth of the timeline's calls away.
     """
     count = len(entry.images)
     label = gettext("Photo %(number)s of %(count)s")
