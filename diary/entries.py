@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import make_transient_to_detached, selectinload
 from werkzeug.datastructures import FileStorage
 
 from . import search
@@ -104,6 +104,8 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
     if len(uploads) > MAX_IMAGES_PER_ENTRY:
         raise InvalidInput("file", "At most %(n)s photos per entry.", n=MAX_IMAGES_PER_ENTRY)
     text = clean_text(text, has_images=bool(uploads))
+    if not uploads:
+        return _create_text_entry(user.id, text)
     incoming = inspect_uploads(uploads)
 
     # images=[]: the collection is known to be complete, so the entry can be
@@ -116,6 +118,32 @@ def create_entry(user: User, text: str | None, uploads: Sequence[FileStorage] = 
             search.index_entry(entry)
     finally:
         close_all(incoming)
+    return entry
+
+
+def _create_text_entry(user_id: int, text: str) -> Entry:
+    """An entry without photos, the common case, written without the ORM's unit of work.
+
+    Its row, search terms and tags go in as plain statements (one on
+    PostgreSQL); the Entry answered with is what the ORM would have read back,
+    made without reading it. Saving an entry is the service's most frequent
+    write, and the ORM's flush was about a third of its CPU (bench/).
+    """
+    now = utcnow()
+    with photos_then_rows():
+        entry_id = search.insert_entry(user_id, text, now)
+    entry = Entry(
+        id=entry_id,
+        user_id=user_id,
+        text=text,
+        created_at=now,
+        updated_at=now,
+        deleted_at=None,
+        images=[],
+    )
+    # Detached with every attribute loaded, as a committed entry read back would be:
+    # added to a session it is the stored row, not a new one.
+    make_transient_to_detached(entry)
     return entry
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import operator
 import re
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -72,14 +74,70 @@ def parse_query(raw: str | None) -> str | None:
     return query
 
 
-_INSERT_TERMS_PG = sa.insert(EntryTerm.__table__).from_select(
-    ["user_id", "term", "entry_id"],
-    sa.select(
-        sa.bindparam("user_id", type_=sa.Integer),
-        sa.func.unnest(sa.bindparam("terms", type_=postgresql.ARRAY(sa.String))),
-        sa.bindparam("entry_id", type_=sa.Integer),
-    ),
-)
+def _insert_unnested(table: sa.Table, column: str, entry_id: Any) -> sa.Insert:
+    """One row per element of the array `:terms` (or `:tags`) for `:user_id`'s entry."""
+    return sa.insert(table).from_select(
+        ["user_id", column, "entry_id"],
+        sa.select(
+            sa.bindparam("user_id", type_=sa.Integer),
+            sa.func.unnest(sa.bindparam(f"{column}s", type_=postgresql.ARRAY(sa.String))),
+            entry_id,
+        ),
+    )
+
+
+_TERMS = EntryTerm.__table__
+_TAGS = EntryTag.__table__
+_ENTRIES = Entry.__table__
+# PostgreSQL: each kind of index row in one statement with one array, not one
+# per row: an entry has tens to thousands of terms, and each row of an
+# executemany is its own round of the driver's Python.
+_INSERT_TERMS_PG = _insert_unnested(_TERMS, "term", sa.bindparam("entry_id", type_=sa.Integer))
+_INSERT_TAGS_PG = _insert_unnested(_TAGS, "tag", sa.bindparam("entry_id", type_=sa.Integer))
+_INSERT_ENTRY = sa.insert(_ENTRIES).returning(_ENTRIES.c.id)
+
+
+def _insert_indexed_entry_pg() -> sa.Select[tuple[int]]:
+    """A new entry's row, its terms and its tags in one statement; selects the new id.
+
+    The index rows take the id from the row inserted beside them (data-modifying
+    WITH queries run in the same snapshot and all commit or none), so a text
+    entry is stored in one round trip instead of three.
+    """
+    new_entry = (
+        sa.insert(_ENTRIES)
+        .values(
+            user_id=sa.bindparam("user_id", type_=sa.Integer),
+            text=sa.bindparam("text", type_=sa.Text),
+            created_at=sa.bindparam("now", type_=_ENTRIES.c.created_at.type),
+            updated_at=sa.bindparam("now", type_=_ENTRIES.c.updated_at.type),
+        )
+        .returning(_ENTRIES.c.id)
+        .cte("new_entry")
+    )
+    terms = _insert_unnested(_TERMS, "term", new_entry.c.id).cte("new_terms")
+    tags = _insert_unnested(_TAGS, "tag", new_entry.c.id).cte("new_tags")
+    return sa.select(new_entry.c.id).add_cte(terms, tags)
+
+
+_INSERT_INDEXED_ENTRY_PG = _insert_indexed_entry_pg()
+
+
+def insert_entry(user_id: int, text: str, now: datetime) -> int:
+    """Insert a new entry with its search terms and tags, not yet committed; its id."""
+    connection = db.session.connection()
+    terms = sorted(text_terms(text))
+    entry_tags = tags.extract_tags(text)
+    if connection.dialect.name == "postgresql":
+        return connection.execute(
+            _INSERT_INDEXED_ENTRY_PG,
+            {"user_id": user_id, "text": text, "now": now, "terms": terms, "tags": entry_tags},
+        ).scalar_one()
+    entry_id = connection.execute(
+        _INSERT_ENTRY, {"user_id": user_id, "text": text, "created_at": now, "updated_at": now}
+    ).scalar_one()
+    _insert_index(connection, user_id, entry_id, terms, entry_tags)
+    return entry_id
 
 
 def index_entry(entry: Entry) -> None:
@@ -93,23 +151,35 @@ def index_entry(entry: Entry) -> None:
     else:
         db.session.execute(sa.delete(EntryTerm).where(EntryTerm.entry_id == entry.id))
         db.session.execute(sa.delete(EntryTag).where(EntryTag.entry_id == entry.id))
-    terms = sorted(text_terms(entry.text))
     # Core inserts on the session's connection: plain rows, no ORM bookkeeping.
-    connection = db.session.connection()
-    if terms and connection.dialect.name == "postgresql":
-        # One statement with one array, not one per term: an entry has tens to
-        # thousands of terms, and each row of an executemany is its own round
-        # of the driver's Python.
-        connection.execute(
-            _INSERT_TERMS_PG, {"user_id": entry.user_id, "entry_id": entry.id, "terms": terms}
-        )
-    elif terms:
-        connection.execute(
-            sa.insert(EntryTerm.__table__),
-            [{"user_id": entry.user_id, "term": term, "entry_id": entry.id} for term in terms],
-        )
-    if tag_rows := tags.tag_rows(entry):
-        connection.execute(sa.insert(EntryTag.__table__), tag_rows)
+    _insert_index(
+        db.session.connection(),
+        entry.user_id,
+        entry.id,
+        sorted(text_terms(entry.text)),
+        tags.extract_tags(entry.text),
+    )
+
+
+def _insert_index(
+    connection: sa.Connection, user_id: int, entry_id: int, terms: list[str], entry_tags: list[str]
+) -> None:
+    if connection.dialect.name == "postgresql":
+        for statement, name, values in (
+            (_INSERT_TERMS_PG, "terms", terms),
+            (_INSERT_TAGS_PG, "tags", entry_tags),
+        ):
+            if values:
+                connection.execute(
+                    statement, {"user_id": user_id, "entry_id": entry_id, name: values}
+                )
+        return
+    for table, column, values in ((_TERMS, "term", terms), (_TAGS, "tag", entry_tags)):
+        if values:
+            connection.execute(
+                sa.insert(table),
+                [{"user_id": user_id, column: value, "entry_id": entry_id} for value in values],
+            )
 
 
 def matching(user: User, query: str) -> sa.ColumnElement[bool]:

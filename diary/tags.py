@@ -71,13 +71,6 @@ def parse_tag(raw: str | None) -> str | None:
     return tag
 
 
-def tag_rows(entry: Entry) -> list[dict[str, object]]:
-    return [
-        {"user_id": entry.user_id, "tag": tag, "entry_id": entry.id}
-        for tag in extract_tags(entry.text)
-    ]
-
-
 def tagged_with(user: User, tag: str) -> sa.ColumnElement[bool]:
     """A WHERE clause: the entry carries `tag` (served by the primary key of entry_tags)."""
     return Entry.id.in_(

@@ -35,6 +35,24 @@ def test_a_json_entry_is_created_with_location_and_read_back(client, auth):
     assert client.get(response.headers["Location"], headers=auth).get_json() == entry
 
 
+def test_a_text_entry_goes_in_with_its_words_and_tags_in_one_statement_on_postgresql(
+    app, client, auth
+):
+    """Saving text is the most frequent write: row and index travel together."""
+    post_entry(client, auth, "first")  # the token's first use is recorded once, here
+
+    with count_statements(app) as counted:
+        entry = post_entry(client, auth, "朝の散歩 #walk")
+
+    writes = [statement for statement in counted if "INSERT" in statement]
+    on_postgresql = app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
+    assert len(writes) == (1 if on_postgresql else 3)  # SQLite: row, terms, tags
+    assert len(counted) == len(writes) + 1  # and the token lookup
+    for query in ({"q": "散歩"}, {"tag": "walk"}, {"q": "散歩", "tag": "walk"}):
+        listed = client.get("/api/v1/entries", query_string=query, headers=auth).get_json()
+        assert listed["items"] == [entry], query
+
+
 def test_a_multipart_entry_stores_every_photo_in_order(app, client, auth):
     response = client.post(
         "/api/v1/entries",
