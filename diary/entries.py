@@ -126,8 +126,9 @@ def _create_text_entry(user_id: int, text: str) -> Entry:
 
     Its row, search terms and tags go in as plain statements (one on
     PostgreSQL); the Entry answered with is what the ORM would have read back,
-    made without reading it. Saving an entry is the service's most frequent
-    write, and the ORM's flush was about a third of its CPU (bench/).
+    made without reading it. Saving text is the service's most frequent write;
+    against the ORM's flush and two more round trips, this took the text POST
+    from 1.62 to 1.29 ms of CPU in-process (`python -m bench.profile`).
     """
     now = utcnow()
     with photos_then_rows():
