@@ -15,7 +15,6 @@ from __future__ import annotations
 import operator
 import re
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -74,7 +73,7 @@ def parse_query(raw: str | None) -> str | None:
     return query
 
 
-def _insert_unnested(table: sa.Table, column: str, entry_id: Any) -> sa.Insert:
+def _insert_unnested(table: sa.Table, column: str, entry_id: sa.ColumnElement[int]) -> sa.Insert:
     """One row per element of the array `:terms` (or `:tags`) for `:user_id`'s entry."""
     return sa.insert(table).from_select(
         ["user_id", column, "entry_id"],
@@ -164,6 +163,7 @@ def index_entry(entry: Entry) -> None:
 def _insert_index(
     connection: sa.Connection, user_id: int, entry_id: int, terms: list[str], entry_tags: list[str]
 ) -> None:
+    """The terms and tag rows of an entry that has none (yet, or any more)."""
     if connection.dialect.name == "postgresql":
         for statement, name, values in (
             (_INSERT_TERMS_PG, "terms", terms),
