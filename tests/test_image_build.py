@@ -597,8 +597,12 @@ def original_transcript(box: Container, port: int, photo: Path) -> None:
 
 
 def assert_runs_as_the_image_user(box: Container) -> None:
-    owners = box.gunicorn()
-    # The master and both workers (WEB_CONCURRENCY defaults to 2).
+    # The master and both workers (WEB_CONCURRENCY defaults to 2). The first worker
+    # answers /healthz as soon as it is forked (each has its own socket, reuse_port),
+    # which can be before the master has forked the second.
+    deadline = time.monotonic() + 30
+    while len(owners := box.gunicorn()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert len(owners) >= 3, owners
     assert set(owners.values()) == {IMAGE_USER_ID}, owners
 
