@@ -313,10 +313,10 @@ def examine(stream: IO[bytes], field: str = "file") -> Shape:
         raise UnsupportedMedia(field, "The file is empty.")
     with _opened(stream, field) as image:
         image_format = image.format or ""
+        if not image_format:
+            raise _refuse_unreadable(field)
         if image_format not in ACCEPTED_FORMATS:
-            raise UnsupportedMedia(
-                field, "%(n)s images are not accepted.", n=image_format or "This"
-            )
+            raise UnsupportedMedia(field, "%(n)s images are not accepted.", n=image_format)
         width, height = image.size
         # Pillow finds a GIF's frames by walking it too, but learns nothing
         # of their extents that way; the walk below does both.

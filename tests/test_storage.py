@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +16,8 @@ from diary.extensions import db
 from diary.infra.storage import S3Storage, StorageUnavailable
 
 from .conftest import image_bytes, row_counts, stored_keys
-from .servers import silent_server
+from .pages_support import JAPANESE, PASSWORD, main_text, photo, sign_in
+from .servers import free_port, silent_server
 
 
 @pytest.fixture
@@ -196,3 +198,65 @@ def test_a_failed_database_write_deletes_the_uploaded_photos(app, client, auth, 
     assert response.mimetype == "application/problem+json"
     assert stored_keys(app) == set()
     assert row_counts(app)["images"] == 0
+
+
+def test_a_browser_whose_photo_cannot_be_stored_is_told_it_is_the_photo_storage(
+    unreachable_s3_app,
+):
+    with unreachable_s3_app.app_context():
+        create_user("writer@example.com", PASSWORD)
+    client = unreachable_s3_app.test_client()
+    sign_in(client, "writer@example.com")
+
+    response = client.post(
+        "/write",
+        data={"text": "with a photo", "file": [photo()]},
+        content_type="multipart/form-data",
+        headers=JAPANESE,
+    )
+
+    assert response.status_code == 503
+    assert "写真の保存先に接続できません" in main_text(response.text)
+    assert "データベース" not in main_text(response.text)
+    assert row_counts(unreachable_s3_app)["entries"] == 0
+
+
+@contextmanager
+def database_refusing_connections(app: Flask) -> Iterator[None]:
+    """New connections go to a loopback port nobody listens on, as when PostgreSQL is down."""
+    dead_port = free_port()
+
+    def elsewhere(_dialect, _record, _cargs, params: dict) -> None:
+        params["port"] = dead_port
+
+    with app.app_context():
+        engine = db.engine
+        sa.event.listen(engine, "do_connect", elsewhere)
+        engine.dispose()  # pooled connections would still reach the live server
+        try:
+            yield
+        finally:
+            sa.event.remove(engine, "do_connect", elsewhere)
+            engine.dispose()
+
+
+def test_a_signed_in_browser_gets_the_outage_page_while_the_database_is_down(postgres_app):
+    app = postgres_app(PROPAGATE_EXCEPTIONS=False)  # answer as production would
+    with app.app_context():
+        create_user("reader@example.com", PASSWORD)
+    client = app.test_client()
+    sign_in(client, "reader@example.com")
+
+    with database_refusing_connections(app):
+        response = client.get("/", headers=JAPANESE)
+
+        # The page's layout looked the user up again inside the error handler: a bare 500.
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        text = main_text(response.text)
+        assert "データベースに接続できません" in text
+        assert "写真の保存先" not in text
+        assert "Sign out" not in response.text and "ログアウト" not in response.text
+
+    # The session survived the outage: the timeline is back, still signed in.
+    assert client.get("/", headers=JAPANESE).status_code == 200

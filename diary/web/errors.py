@@ -15,7 +15,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from ..errors import InvalidInput
-from ..extensions import db
+from ..extensions import db, login_manager
 from ..infra.storage import StorageUnavailable
 from ..inputs import without_surrogates
 
@@ -61,11 +61,25 @@ def problem(
 
 
 def _error_page(
-    status: int, title: str, detail: str | None, *, reason: str | None = None
+    status: int,
+    title: str,
+    detail: str | None,
+    *,
+    reason: str | None = None,
+    outage: str | None = None,
 ) -> Response:
-    """The page for `status`; `reason`, in the reader's language, says what to correct."""
+    """The page for `status`; `reason`, in the reader's language, says what to correct.
+
+    `outage` says which service a 503 is about ("database" or "storage"), so the
+    page tells the reader what still works.
+    """
     html = render_template(
-        "errors/error.html", status=status, title=title, detail=detail, reason=reason
+        "errors/error.html",
+        status=status,
+        title=title,
+        detail=detail,
+        reason=reason,
+        outage=outage,
     )
     return Response(html, status=status, mimetype="text/html")
 
@@ -107,7 +121,7 @@ def handle_storage_unavailable(error: StorageUnavailable) -> Response:
     detail = f"{error}. Try again shortly; entries without photos still work."
     if wants_problem_json():
         return problem(503, detail, headers={"Retry-After": "30"})
-    return _error_page(503, "Service Unavailable", detail)
+    return _error_page(503, "Service Unavailable", detail, outage="storage")
 
 
 def handle_database_unavailable(error: Exception) -> Response:
@@ -132,7 +146,12 @@ def handle_database_unavailable(error: Exception) -> Response:
     detail = "The database is not reachable right now. Try again shortly."
     if wants_problem_json():
         return problem(503, detail, headers={"Retry-After": "5"})
-    response = _error_page(503, "Service Unavailable", detail)
+    # The page's layout asks who is signed in, and for a browser that is one more
+    # query to the database that just failed: raised inside this handler it became
+    # a bare 500. The reader sees the outage page as a visitor instead; the session
+    # cookie is untouched, so they are still signed in once the database is back.
+    login_manager._update_request_context_with_user()  # Flask-Login 0.6: g._login_user
+    response = _error_page(503, "Service Unavailable", detail, outage="database")
     response.headers["Retry-After"] = "5"
     return response
 
