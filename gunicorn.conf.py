@@ -3,7 +3,7 @@
 import gc
 import os
 
-from diary.web.proxies import parse_networks
+from diary.config import parse_networks
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

@@ -7,18 +7,17 @@ bad deployment fails at boot instead of on the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import available_timezones
 
 from sqlalchemy.engine import URL, make_url
-
-from .web.proxies import parse_networks
 
 DEFAULT_REGION = "ap-northeast-1"
 # libpq's sslmode values, weakest first.
@@ -29,6 +28,31 @@ RDS_SSLMODE = "verify-full"
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(
+    value: str | Iterable[str], name: str = "TRUSTED_PROXY_CIDRS"
+) -> tuple[Network, ...]:
+    """Comma-separated CIDRs (or single addresses) as networks; ConfigError names `name`.
+
+    Strict, as gunicorn's own check is: 10.0.0.1/8 (host bits set) is refused
+    rather than silently read as 10.0.0.0/8.
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    networks = []
+    for item in (str(each).strip() for each in items):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be a comma-separated list of CIDRs such as 10.40.0.0/16, got {item!r}"
+            ) from None
+    return tuple(networks)
 
 
 def defaults(instance_path: str) -> dict[str, Any]:

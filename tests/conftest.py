@@ -134,7 +134,7 @@ def app_with(backend: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
 
 @pytest.fixture
 def postgres_app(postgres_url: str) -> Iterator[Callable[..., Flask]]:
-    """Apps on PostgreSQL alone, for what SQLite does not have (LISTEN, pools that go stale)."""
+    """Apps on PostgreSQL alone, for what SQLite does not have (pools that go stale, outages)."""
     with app_builder({"SQLALCHEMY_DATABASE_URI": postgres_url, "_truncate": True}) as build:
         yield build
 

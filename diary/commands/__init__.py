@@ -5,7 +5,7 @@
 | accounts      | users create, tokens create/list/revoke    |
 | archive       | export, import                             |
 | maintenance   | purge, reindex, storage gc, storage backfill |
-| database      | db-upgrade-locked                          |
+| database      | db-upgrade-locked, db-create-app-role      |
 | doctor        | doctor                                     |
 """
 

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+import sqlalchemy as sa
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy.engine import make_url
 
 from ..inputs import without_surrogates
-from ..web.auth import known_user_id
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # App Runner and the ALB in front of ECS add this to every request.
@@ -179,6 +179,19 @@ def _request_id() -> str:
 def _start_request() -> None:
     g.request_started = time.perf_counter()
     g.request_id = _request_id()
+
+
+def known_user_id() -> int | None:
+    """The signed-in user, if the request already looked them up (never a query of its own)."""
+    user = g.get("user") or g.get("_login_user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    # The identity map key, not `user.id`: after a rollback (the database just
+    # went away) the attribute is expired and reading it would query again,
+    # turning the 503 being answered into a 500 while logging it.
+    state = sa.inspect(user, raiseerr=False)
+    identity = state.identity if state is not None else None
+    return identity[0] if identity else None
 
 
 def _log_request(response: Response) -> Response:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
-import sqlalchemy as sa
 from flask import Flask, Response, g, request
 from flask_login import current_user
 
@@ -25,19 +24,6 @@ def bearer_user() -> User | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return user_for_token(token.strip())
-
-
-def known_user_id() -> int | None:
-    """The signed-in user, if the request already looked them up (never a query of its own)."""
-    user = g.get("user") or g.get("_login_user")
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    # The identity map key, not `user.id`: after a rollback (the database just
-    # went away) the attribute is expired and reading it would query again,
-    # turning the 503 being answered into a 500 while logging it.
-    state = sa.inspect(user, raiseerr=False)
-    identity = state.identity if state is not None else None
-    return identity[0] if identity else None
 
 
 def unauthorized(detail: str) -> Response:

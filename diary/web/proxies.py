@@ -16,33 +16,10 @@ from typing import TYPE_CHECKING
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ..config import Network
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-SETTING = "TRUSTED_PROXY_CIDRS"
-
-
-def parse_networks(value: str | Iterable[str], name: str = SETTING) -> tuple[Network, ...]:
-    """Comma-separated CIDRs (or single addresses) as networks; ConfigError names `name`.
-
-    Strict, as gunicorn's own check is: 10.0.0.1/8 (host bits set) is refused
-    rather than silently read as 10.0.0.0/8.
-    """
-    from ..config import ConfigError
-
-    items = value.split(",") if isinstance(value, str) else list(value)
-    networks = []
-    for item in (str(each).strip() for each in items):
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=True))
-        except ValueError:
-            raise ConfigError(
-                f"{name} must be a comma-separated list of CIDRs such as 10.40.0.0/16, got {item!r}"
-            ) from None
-    return tuple(networks)
 
 
 def peer_is_trusted(address: str | None, networks: Iterable[Network]) -> bool:

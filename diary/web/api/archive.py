@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from itertools import chain
 
 from flask import Response, g, jsonify, request, stream_with_context
 
 from ... import archive, images
 from ...errors import InvalidInput
+from ...timestamps import utcnow
 from ..auth import token_required
 from . import bp
 
@@ -19,7 +19,7 @@ def export_response(user: object) -> Response:
     # Start it here, so a failure before the first byte is an ordinary error
     # response rather than a broken download.
     first = next(chunks)
-    name = f"diary-export-{datetime.now(UTC):%Y%m%d}.zip"
+    name = f"diary-export-{utcnow():%Y%m%d}.zip"
     return Response(
         chain([first], chunks),
         mimetype="application/zip",
