@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+import requests
 
 from ..conftest import new_bucket
 from ..servers import flask_cli, service_env
@@ -78,3 +80,25 @@ def migrated(s3_endpoint: str) -> Iterator[dict[str, str]]:
 def count_rows(database_url: str, ids: list[int]) -> int:
     with psycopg.connect(database_url) as db:
         return db.execute("SELECT count(*) FROM entries WHERE id = ANY(%s)", (ids,)).fetchone()[0]
+
+
+def csrf_token(http: requests.Session, base: str) -> str:
+    page = http.get(f"{base}/login", timeout=10).text
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', page
+    )
+    assert match, "no CSRF token on the sign-in page"
+    return match.group(1)
+
+
+def sign_in(http: requests.Session, base: str, password: str) -> requests.Response:
+    return http.post(
+        f"{base}/login",
+        data={
+            "csrf_token": csrf_token(http, base),
+            "email": "load@example.com",
+            "password": password,
+        },
+        allow_redirects=False,
+        timeout=10,
+    )

@@ -17,10 +17,11 @@ from ..servers import (
     service_env,
     silent_server,
 )
-from .conftest import SECONDS, TOKEN, count_rows, seed_account
+from .conftest import PASSWORD, SECONDS, TOKEN, count_rows, seed_account, sign_in
 
 pytestmark = pytest.mark.resilience
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HTML = {"Accept": "text/html", "Accept-Language": "en"}
 # The fault tests shorten the load phases: each phase is a fraction of the run.
 PHASE = max(2.0, SECONDS / 4)
 
@@ -67,11 +68,16 @@ class Writer(threading.Thread):
 def test_postgresql_stopped_during_load_fails_fast_with_503_and_recovers(s3_endpoint, report):
     with private_postgres() as postgres:
         env = service_env(
-            postgres.url, s3_endpoint, new_bucket(s3_endpoint, f"diary-pg-{os.urandom(4).hex()}")
+            postgres.url,
+            s3_endpoint,
+            new_bucket(s3_endpoint, f"diary-pg-{os.urandom(4).hex()}"),
+            # Plain HTTP on loopback: let the browser's session cookie come back.
+            SESSION_COOKIE_SECURE="false",
         )
         flask_cli(env, "db", "upgrade")
         seed_account(postgres.url)
-        with gunicorn_server(env) as base:
+        with gunicorn_server(env) as base, requests.Session() as browser:
+            assert sign_in(browser, base, PASSWORD).status_code in (302, 303)
             writers = [Writer(base, limit_seconds=6 * PHASE + 60) for _ in range(4)]
             for writer in writers:
                 writer.start()
@@ -82,6 +88,8 @@ def test_postgresql_stopped_during_load_fails_fast_with_503_and_recovers(s3_endp
                 f"{base}/api/v1/entries", json={"text": "while down"}, headers=AUTH, timeout=15
             )
             down_seconds = down.elapsed.total_seconds()
+            # A signed-in reader's page looks the user up first: that must be the 503 page too.
+            page_down = browser.get(base, headers=HTML, allow_redirects=False, timeout=15)
             postgres.start()
             started_at = time.monotonic()
             recovered_at = None
@@ -92,6 +100,7 @@ def test_postgresql_stopped_during_load_fails_fast_with_503_and_recovers(s3_endp
                     recovered_at = time.monotonic()
                     break
                 time.sleep(0.2)
+            page_after = browser.get(base, headers=HTML, allow_redirects=False, timeout=15)
             time.sleep(PHASE)
             for writer in writers:
                 writer.stopping.set()
@@ -115,6 +124,12 @@ def test_postgresql_stopped_during_load_fails_fast_with_503_and_recovers(s3_endp
     assert down.headers["Content-Type"].startswith("application/problem+json")
     assert "Retry-After" in down.headers
     assert down_seconds < 2.5
+    assert page_down.status_code == 503, page_down.text[:300]
+    assert page_down.headers["Content-Type"].startswith("text/html")
+    assert "cannot reach its database" in page_down.text
+    assert page_down.elapsed.total_seconds() < 2.5
+    # Still signed in once the database is back: the outage ended no session.
+    assert page_after.status_code == 200 and "Sign out" in page_after.text
     failures = [answer for answer in answers if answer[0] != 201]
     slow_or_wrong = [answer for answer in failures if answer[0] != 503 or answer[1] >= 2.5]
     assert not slow_or_wrong, (len(failures), slow_or_wrong[:10])

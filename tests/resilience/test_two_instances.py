@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ import pytest
 import requests
 
 from ..servers import free_port, gunicorn_server, unavailable, wait_for_port
-from .conftest import PASSWORD
+from .conftest import PASSWORD, sign_in
 
 pytestmark = pytest.mark.resilience
 
@@ -44,28 +43,6 @@ def two_instances(migrated) -> Iterator[tuple[str, str]]:
         first = stack.enter_context(gunicorn_server(env))
         second = stack.enter_context(gunicorn_server(env))
         yield first, second
-
-
-def csrf_token(http: requests.Session, base: str) -> str:
-    page = http.get(f"{base}/login", timeout=10).text
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page) or re.search(
-        r'value="([^"]+)"[^>]*name="csrf_token"', page
-    )
-    assert match, "no CSRF token on the sign-in page"
-    return match.group(1)
-
-
-def sign_in(http: requests.Session, base: str, password: str) -> requests.Response:
-    return http.post(
-        f"{base}/login",
-        data={
-            "csrf_token": csrf_token(http, base),
-            "email": "load@example.com",
-            "password": password,
-        },
-        allow_redirects=False,
-        timeout=10,
-    )
 
 
 def test_a_session_made_on_one_instance_works_on_the_other(two_instances):
